@@ -1,0 +1,304 @@
+//! Content digests (`sha256:<64 hex>`, `sha512:<128 hex>`).
+//!
+//! A [`Digest`] is validated once, at the edge (link files, manifest descriptors, directory
+//! names), and then carried as raw bytes: it is hashed and compared millions of times during a
+//! mark, so it must be small and cheap. sha256 is stored inline (33 bytes of payload); the rare
+//! sha512 digest is boxed so that it does not double the size of every sha256 one.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// The digest algorithms the distribution registry accepts. Anything else is an error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Algorithm {
+    Sha256,
+    Sha512,
+}
+
+impl Algorithm {
+    pub const ALL: [Algorithm; 2] = [Algorithm::Sha256, Algorithm::Sha512];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Algorithm::Sha256 => "sha256",
+            Algorithm::Sha512 => "sha512",
+        }
+    }
+
+    /// Length of the hex encoding.
+    pub fn hex_len(self) -> usize {
+        match self {
+            Algorithm::Sha256 => 64,
+            Algorithm::Sha512 => 128,
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Algorithm> {
+        match name {
+            "sha256" => Some(Algorithm::Sha256),
+            "sha512" => Some(Algorithm::Sha512),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Algorithm {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A validated digest. Ordering is by algorithm, then bytes, which is also the order of the
+/// textual form, so sorted output is stable and readable.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Digest {
+    Sha256([u8; 32]),
+    Sha512(Box<[u8; 64]>),
+}
+
+/// Why a string is not a digest. Kept small and path-free: callers attach the path.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DigestError {
+    #[error("empty digest")]
+    Empty,
+    #[error("digest {0:?} has no algorithm prefix (expected sha256:<hex> or sha512:<hex>)")]
+    NoAlgorithm(String),
+    #[error("unsupported digest algorithm {0:?} (only sha256 and sha512 are valid)")]
+    UnsupportedAlgorithm(String),
+    #[error("digest {0:?} has the wrong length for its algorithm")]
+    BadLength(String),
+    #[error("digest {0:?} is not lower-case hexadecimal")]
+    BadHex(String),
+}
+
+fn truncate_for_message(s: &str) -> String {
+    // Garbage link files can be large; keep error messages readable.
+    const MAX: usize = 80;
+    if s.len() <= MAX {
+        s.to_string()
+    } else {
+        let mut end = MAX;
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        format!("{}...", &s[..end])
+    }
+}
+
+fn hex_val(c: u8) -> Option<u8> {
+    // Upper-case hex is rejected on purpose: the registry only ever writes lower case, and
+    // `sha256:ABC` names a different path than `sha256:abc` on a case-sensitive filesystem.
+    match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        _ => None,
+    }
+}
+
+fn decode_hex<const N: usize>(hex: &str, whole: &str) -> Result<[u8; N], DigestError> {
+    let bytes = hex.as_bytes();
+    if bytes.len() != N * 2 {
+        return Err(DigestError::BadLength(truncate_for_message(whole)));
+    }
+    let mut out = [0u8; N];
+    for (i, pair) in bytes.chunks_exact(2).enumerate() {
+        let (Some(hi), Some(lo)) = (hex_val(pair[0]), hex_val(pair[1])) else {
+            return Err(DigestError::BadHex(truncate_for_message(whole)));
+        };
+        out[i] = hi << 4 | lo;
+    }
+    Ok(out)
+}
+
+impl Digest {
+    /// Build a digest from an algorithm and its hex encoding (as found in directory names).
+    pub fn from_parts(alg: Algorithm, hex: &str) -> Result<Digest, DigestError> {
+        let whole = || format!("{alg}:{hex}");
+        match alg {
+            Algorithm::Sha256 => Ok(Digest::Sha256(decode_hex::<32>(hex, &whole())?)),
+            Algorithm::Sha512 => Ok(Digest::Sha512(Box::new(decode_hex::<64>(hex, &whole())?))),
+        }
+    }
+
+    /// Parse the content of a link file: one digest, with surrounding whitespace tolerated
+    /// (the registry writes none, but hand-edited or copied trees often end in a newline).
+    pub fn parse_link(content: &[u8]) -> Result<Digest, DigestError> {
+        let text = std::str::from_utf8(content)
+            .map_err(|_| DigestError::BadHex(String::from_utf8_lossy(content).into_owned()))?;
+        text.trim().parse()
+    }
+
+    pub fn algorithm(&self) -> Algorithm {
+        match self {
+            Digest::Sha256(_) => Algorithm::Sha256,
+            Digest::Sha512(_) => Algorithm::Sha512,
+        }
+    }
+
+    pub fn bytes(&self) -> &[u8] {
+        match self {
+            Digest::Sha256(b) => b,
+            Digest::Sha512(b) => &b[..],
+        }
+    }
+
+    /// Lower-case hex of the digest bytes, as used in storage paths.
+    pub fn hex(&self) -> String {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let bytes = self.bytes();
+        let mut s = String::with_capacity(bytes.len() * 2);
+        for b in bytes {
+            s.push(HEX[(b >> 4) as usize] as char);
+            s.push(HEX[(b & 0xf) as usize] as char);
+        }
+        s
+    }
+
+    /// Digest of some content with the given algorithm.
+    pub fn of(alg: Algorithm, content: &[u8]) -> Digest {
+        use sha2::Digest as _;
+        match alg {
+            Algorithm::Sha256 => Digest::Sha256(sha2::Sha256::digest(content).into()),
+            Algorithm::Sha512 => Digest::Sha512(Box::new(sha2::Sha512::digest(content).into())),
+        }
+    }
+}
+
+impl FromStr for Digest {
+    type Err = DigestError;
+
+    fn from_str(s: &str) -> Result<Digest, DigestError> {
+        if s.is_empty() {
+            return Err(DigestError::Empty);
+        }
+        let Some((alg, hex)) = s.split_once(':') else {
+            return Err(DigestError::NoAlgorithm(truncate_for_message(s)));
+        };
+        let alg = Algorithm::from_name(alg)
+            .ok_or_else(|| DigestError::UnsupportedAlgorithm(truncate_for_message(alg)))?;
+        Digest::from_parts(alg, hex).map_err(|e| match e {
+            // Report the whole string, not just the hex half.
+            DigestError::BadLength(_) => DigestError::BadLength(truncate_for_message(s)),
+            DigestError::BadHex(_) => DigestError::BadHex(truncate_for_message(s)),
+            other => other,
+        })
+    }
+}
+
+impl fmt::Display for Digest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.algorithm(), self.hex())
+    }
+}
+
+impl fmt::Debug for Digest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+impl Serialize for Digest {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Digest {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Digest, D::Error> {
+        let s = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HEX64: &str = "2c26b46b68ffc68ff99b453c1d30413413422d706483bfa0f98a5e886266e7ae";
+
+    #[test]
+    fn parses_and_displays_sha256() {
+        let s = format!("sha256:{HEX64}");
+        let d: Digest = s.parse().unwrap();
+        assert_eq!(d.algorithm(), Algorithm::Sha256);
+        assert_eq!(d.to_string(), s);
+        assert_eq!(d.hex(), HEX64);
+    }
+
+    #[test]
+    fn parses_sha512() {
+        let hex = "ab".repeat(64);
+        let d: Digest = format!("sha512:{hex}").parse().unwrap();
+        assert_eq!(d.algorithm(), Algorithm::Sha512);
+        assert_eq!(d.hex(), hex);
+    }
+
+    #[test]
+    fn digest_of_content_matches_known_value() {
+        // sha256("foo")
+        assert_eq!(Digest::of(Algorithm::Sha256, b"foo").hex(), HEX64);
+    }
+
+    #[test]
+    fn rejects_bad_digests() {
+        let cases = [
+            ("", DigestError::Empty),
+            (HEX64, DigestError::NoAlgorithm(HEX64.to_string())),
+            ("md5:abcd", DigestError::UnsupportedAlgorithm("md5".into())),
+            (
+                "SHA256:abcd",
+                DigestError::UnsupportedAlgorithm("SHA256".into()),
+            ),
+            ("sha256:abcd", DigestError::BadLength("sha256:abcd".into())),
+        ];
+        for (input, want) in cases {
+            assert_eq!(
+                input.parse::<Digest>().unwrap_err(),
+                want,
+                "input {input:?}"
+            );
+        }
+        let upper = format!("sha256:{}", HEX64.to_uppercase());
+        assert!(matches!(
+            upper.parse::<Digest>(),
+            Err(DigestError::BadHex(_))
+        ));
+        let nonhex = format!("sha256:{}", "g".repeat(64));
+        assert!(matches!(
+            nonhex.parse::<Digest>(),
+            Err(DigestError::BadHex(_))
+        ));
+        // A sha256-length hex under the sha512 name is wrong, not silently accepted.
+        let wrong_alg = format!("sha512:{HEX64}");
+        assert!(matches!(
+            wrong_alg.parse::<Digest>(),
+            Err(DigestError::BadLength(_))
+        ));
+    }
+
+    #[test]
+    fn link_content_tolerates_surrounding_whitespace_only() {
+        let d = Digest::parse_link(format!("  sha256:{HEX64}\n").as_bytes()).unwrap();
+        assert_eq!(d.hex(), HEX64);
+        assert!(Digest::parse_link(b"").is_err());
+        assert!(Digest::parse_link(format!("sha256: {HEX64}").as_bytes()).is_err());
+        assert!(Digest::parse_link(&[0xff, 0xfe]).is_err());
+    }
+
+    #[test]
+    fn serde_round_trip() {
+        let d: Digest = format!("sha256:{HEX64}").parse().unwrap();
+        let json = serde_json::to_string(&d).unwrap();
+        assert_eq!(json, format!("\"sha256:{HEX64}\""));
+        assert_eq!(serde_json::from_str::<Digest>(&json).unwrap(), d);
+        assert!(serde_json::from_str::<Digest>("\"sha256:zz\"").is_err());
+    }
+
+    #[test]
+    fn stays_small() {
+        assert!(std::mem::size_of::<Digest>() <= 40);
+    }
+}

@@ -1,0 +1,158 @@
+//! The on-disk layout of the CNCF distribution registry: the ONLY module that knows paths.
+//!
+//! Every path here is a storage key relative to the storage root (the directory that holds
+//! `docker/registry/v2`), with `/` separators, so that a non-filesystem backend can map keys to
+//! objects. Nothing here touches storage.
+//!
+//! ```text
+//! docker/registry/v2/
+//!   blobs/<alg>/<first 2 hex>/<hex>/data
+//!   repositories/<name...>/
+//!     _manifests/revisions/<alg>/<hex>/link
+//!     _manifests/tags/<tag>/current/link
+//!     _manifests/tags/<tag>/index/<alg>/<hex>/link
+//!     _layers/<alg>/<hex>/link
+//!     _uploads/<uuid>/...
+//! ```
+
+use crate::digest::{Algorithm, Digest};
+
+/// Root of the registry's data, relative to the storage root.
+pub const V2: &str = "docker/registry/v2";
+pub const BLOBS: &str = "docker/registry/v2/blobs";
+pub const REPOSITORIES: &str = "docker/registry/v2/repositories";
+
+/// The directory that marks a directory under `repositories/` as a repository.
+pub const MANIFESTS_DIR: &str = "_manifests";
+pub const LINK_FILE: &str = "link";
+pub const DATA_FILE: &str = "data";
+
+/// Path components starting with `_` are never part of a repository name.
+pub fn is_reserved_component(name: &str) -> bool {
+    name.starts_with('_')
+}
+
+pub fn blob_alg_dir(alg: Algorithm) -> String {
+    format!("{BLOBS}/{alg}")
+}
+
+pub fn shard_dir(alg: Algorithm, prefix: &str) -> String {
+    format!("{BLOBS}/{alg}/{prefix}")
+}
+
+/// The two-character shard a digest lives in.
+pub fn shard_of(digest: &Digest) -> String {
+    digest.hex()[..2].to_string()
+}
+
+pub fn blob_dir(digest: &Digest) -> String {
+    let hex = digest.hex();
+    format!("{BLOBS}/{}/{}/{hex}", digest.algorithm(), &hex[..2])
+}
+
+pub fn blob_data(digest: &Digest) -> String {
+    format!("{}/{DATA_FILE}", blob_dir(digest))
+}
+
+pub fn repository_dir(repo: &str) -> String {
+    format!("{REPOSITORIES}/{repo}")
+}
+
+pub fn revisions_alg_dir(repo: &str, alg: Algorithm) -> String {
+    format!("{REPOSITORIES}/{repo}/_manifests/revisions/{alg}")
+}
+
+pub fn revision_dir(repo: &str, digest: &Digest) -> String {
+    format!(
+        "{}/{}",
+        revisions_alg_dir(repo, digest.algorithm()),
+        digest.hex()
+    )
+}
+
+pub fn revision_link(repo: &str, digest: &Digest) -> String {
+    format!("{}/{LINK_FILE}", revision_dir(repo, digest))
+}
+
+pub fn tags_dir(repo: &str) -> String {
+    format!("{REPOSITORIES}/{repo}/_manifests/tags")
+}
+
+pub fn tag_dir(repo: &str, tag: &str) -> String {
+    format!("{}/{tag}", tags_dir(repo))
+}
+
+pub fn tag_current_link(repo: &str, tag: &str) -> String {
+    format!("{}/{tag}/current/{LINK_FILE}", tags_dir(repo))
+}
+
+pub fn tag_index_alg_dir(repo: &str, tag: &str, alg: Algorithm) -> String {
+    format!("{}/{tag}/index/{alg}", tags_dir(repo))
+}
+
+/// The directory of one tag-history entry (it holds a `link`).
+pub fn tag_index_entry(repo: &str, tag: &str, digest: &Digest) -> String {
+    format!(
+        "{}/{}",
+        tag_index_alg_dir(repo, tag, digest.algorithm()),
+        digest.hex()
+    )
+}
+
+pub fn layers_alg_dir(repo: &str, alg: Algorithm) -> String {
+    format!("{REPOSITORIES}/{repo}/_layers/{alg}")
+}
+
+pub fn layer_dir(repo: &str, digest: &Digest) -> String {
+    format!(
+        "{}/{}",
+        layers_alg_dir(repo, digest.algorithm()),
+        digest.hex()
+    )
+}
+
+pub fn layer_link(repo: &str, digest: &Digest) -> String {
+    format!("{}/{LINK_FILE}", layer_dir(repo, digest))
+}
+
+pub fn uploads_dir(repo: &str) -> String {
+    format!("{REPOSITORIES}/{repo}/_uploads")
+}
+
+/// Where regsweep keeps its lock: beside `blobs/` and `repositories/`, where the registry
+/// never looks.
+pub const LOCK_FILE: &str = "docker/registry/v2/.regsweep.lock";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_match_the_registry_layout() {
+        let d: Digest = format!("sha256:{}", "ab".repeat(32)).parse().unwrap();
+        let hex = "ab".repeat(32);
+        assert_eq!(
+            blob_data(&d),
+            format!("docker/registry/v2/blobs/sha256/ab/{hex}/data")
+        );
+        assert_eq!(
+            revision_link("team/app", &d),
+            format!(
+                "docker/registry/v2/repositories/team/app/_manifests/revisions/sha256/{hex}/link"
+            )
+        );
+        assert_eq!(
+            tag_current_link("team/app", "v1"),
+            "docker/registry/v2/repositories/team/app/_manifests/tags/v1/current/link"
+        );
+        assert_eq!(
+            tag_index_entry("a", "v1", &d),
+            format!("docker/registry/v2/repositories/a/_manifests/tags/v1/index/sha256/{hex}")
+        );
+        assert_eq!(
+            layer_link("a/b/c", &d),
+            format!("docker/registry/v2/repositories/a/b/c/_layers/sha256/{hex}/link")
+        );
+        assert_eq!(shard_of(&d), "ab");
+    }
+}

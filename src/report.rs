@@ -1,0 +1,250 @@
+//! Report: what a run found and did, as a versioned JSON document or a human summary.
+//!
+//! Renderers write to any `impl Write`, so tests capture them. The human summary carries no
+//! color and no progress; problems go to stderr in the binary, not here.
+
+use std::io::{self, Write};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::Problem;
+use crate::plan::{BlobDeletion, Census, LayerLinkDeletion, ManifestDeletion, ShardDeletion};
+
+/// Bumped on any incompatible change of the JSON report.
+pub const REPORT_VERSION: u32 = 1;
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Summary {
+    #[serde(flatten)]
+    pub census: Census,
+    pub deleted_blobs: usize,
+    pub deleted_bytes: u64,
+    pub deleted_manifests: usize,
+    pub deleted_tag_index_entries: usize,
+    pub deleted_layer_links: usize,
+    pub deleted_shards: usize,
+    pub failed_deletions: usize,
+    pub elapsed_seconds: f64,
+}
+
+/// In a dry run: what would be deleted. After a real sweep: what was deleted.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Deleted {
+    pub blobs: Vec<BlobDeletion>,
+    pub manifests: Vec<ManifestDeletion>,
+    pub layer_links: Vec<LayerLinkDeletion>,
+    pub shards: Vec<ShardDeletion>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GcReport {
+    pub version: u32,
+    pub dry_run: bool,
+    pub root: String,
+    pub delete_untagged: bool,
+    pub min_age_seconds: u64,
+    /// True when the run refused to delete anything because the live set may be incomplete.
+    pub refused: bool,
+    pub summary: Summary,
+    pub deleted: Deleted,
+    pub warnings: Vec<Problem>,
+    pub errors: Vec<Problem>,
+}
+
+impl GcReport {
+    /// The process exit code this report calls for (see the README).
+    pub fn exit_code(&self) -> i32 {
+        if self.refused || !self.errors.is_empty() || self.summary.failed_deletions > 0 {
+            1
+        } else {
+            0
+        }
+    }
+
+    pub fn write_json(&self, mut out: impl Write) -> io::Result<()> {
+        serde_json::to_writer_pretty(&mut out, self)?;
+        writeln!(out)
+    }
+
+    pub fn write_human(&self, mut out: impl Write, verbose: bool) -> io::Result<()> {
+        let s = &self.summary;
+        let c = &s.census;
+        let verb = if self.dry_run {
+            "Would delete"
+        } else {
+            "Deleted"
+        };
+        writeln!(
+            out,
+            "regsweep gc{} on {}",
+            if self.dry_run { " (dry run)" } else { "" },
+            self.root
+        )?;
+        writeln!(
+            out,
+            "mode: {}; min age {}",
+            if self.delete_untagged {
+                "delete untagged manifests (-m)"
+            } else {
+                "keep every manifest revision"
+            },
+            age(self.min_age_seconds)
+        )?;
+        writeln!(out)?;
+        writeln!(
+            out,
+            "Found      {} repositories, {} tags, {} manifests ({} live)",
+            c.repositories, c.tags, c.manifests, c.live_manifests
+        )?;
+        writeln!(out, "Blobs      {} ({})", c.blobs, bytes(c.bytes))?;
+        writeln!(out, "  live     {} ({})", c.live_blobs, bytes(c.live_bytes))?;
+        writeln!(out, "  dead     {} ({})", c.dead_blobs, bytes(c.dead_bytes))?;
+        writeln!(out)?;
+        if self.refused {
+            writeln!(
+                out,
+                "REFUSED: the live set may be incomplete ({} error{}, listed on stderr); nothing was deleted.",
+                self.errors.len(),
+                if self.errors.len() == 1 { "" } else { "s" }
+            )?;
+        } else {
+            writeln!(out, "{verb}:")?;
+            writeln!(
+                out,
+                "  manifests     {} ({} tag history entries)",
+                s.deleted_manifests, s.deleted_tag_index_entries
+            )?;
+            writeln!(out, "  layer links   {}", s.deleted_layer_links)?;
+            writeln!(
+                out,
+                "  blobs         {} ({})",
+                s.deleted_blobs,
+                bytes(s.deleted_bytes)
+            )?;
+            writeln!(out, "  empty shards  {}", s.deleted_shards)?;
+        }
+        if c.too_young_blobs + c.too_young_manifests + c.too_young_layer_links > 0 {
+            writeln!(
+                out,
+                "Kept as too young (modified within {}): {} blobs ({}), {} manifests, {} layer links",
+                age(self.min_age_seconds),
+                c.too_young_blobs,
+                bytes(c.too_young_bytes),
+                c.too_young_manifests,
+                c.too_young_layer_links
+            )?;
+        }
+        if s.failed_deletions > 0 {
+            writeln!(
+                out,
+                "FAILED: {} deletions (listed on stderr)",
+                s.failed_deletions
+            )?;
+        }
+        if !self.warnings.is_empty() {
+            writeln!(out, "Warnings: {} (listed on stderr)", self.warnings.len())?;
+        }
+        if verbose {
+            self.write_items(&mut out, verb)?;
+        }
+        writeln!(out)?;
+        writeln!(out, "Took {:.2}s.", s.elapsed_seconds)?;
+        let deleted_anything = s.deleted_blobs + s.deleted_manifests + s.deleted_layer_links > 0;
+        if !self.dry_run && deleted_anything {
+            writeln!(
+                out,
+                "Restart the registry (or flush its blob descriptor cache) so it forgets the deleted blobs."
+            )?;
+        }
+        Ok(())
+    }
+
+    fn write_items(&self, out: &mut impl Write, verb: &str) -> io::Result<()> {
+        let d = &self.deleted;
+        if d.manifests.is_empty() && d.layer_links.is_empty() && d.blobs.is_empty() {
+            return Ok(());
+        }
+        writeln!(out)?;
+        writeln!(out, "{verb}, item by item:")?;
+        for m in &d.manifests {
+            write!(out, "  manifest    {}@{}", m.repository, m.digest)?;
+            if !m.tags.is_empty() {
+                write!(out, " (history of tags: {})", m.tags.join(", "))?;
+            }
+            writeln!(out)?;
+        }
+        for l in &d.layer_links {
+            writeln!(out, "  layer link  {}: {}", l.repository, l.digest)?;
+        }
+        for b in &d.blobs {
+            writeln!(out, "  blob        {} ({})", b.digest, bytes(b.size))?;
+        }
+        for s in &d.shards {
+            writeln!(out, "  shard dir   {}/{}", s.algorithm.name(), s.prefix)?;
+        }
+        Ok(())
+    }
+}
+
+/// Sizes in binary units, as `du -h` and registries' UIs show them.
+pub fn bytes(n: u64) -> String {
+    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
+    if n < 1024 {
+        return format!("{n} B");
+    }
+    let mut value = n as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    format!("{value:.1} {}", UNITS[unit])
+}
+
+fn age(seconds: u64) -> String {
+    if seconds == 0 {
+        "0 (disabled)".to_string()
+    } else {
+        humantime::format_duration(std::time::Duration::from_secs(seconds)).to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn human_sizes() {
+        assert_eq!(bytes(0), "0 B");
+        assert_eq!(bytes(1023), "1023 B");
+        assert_eq!(bytes(1536), "1.5 KiB");
+        assert_eq!(bytes(5 << 30), "5.0 GiB");
+    }
+
+    #[test]
+    fn exit_codes() {
+        let mut r = GcReport {
+            version: REPORT_VERSION,
+            dry_run: true,
+            root: "/r".into(),
+            delete_untagged: false,
+            min_age_seconds: 3600,
+            refused: false,
+            summary: Summary::default(),
+            deleted: Deleted::default(),
+            warnings: vec![],
+            errors: vec![],
+        };
+        assert_eq!(r.exit_code(), 0);
+        r.warnings.push(Problem::new("/x", "odd"));
+        assert_eq!(r.exit_code(), 0, "warnings alone do not fail a run");
+        r.summary.failed_deletions = 1;
+        assert_eq!(r.exit_code(), 1);
+        r.summary.failed_deletions = 0;
+        r.refused = true;
+        assert_eq!(r.exit_code(), 1);
+        let mut human = Vec::new();
+        r.write_human(&mut human, true).unwrap();
+        assert!(String::from_utf8(human).unwrap().contains("REFUSED"));
+    }
+}

@@ -1,0 +1,327 @@
+//! The narrow interface between regsweep and the bytes on disk.
+//!
+//! All I/O goes through [`Storage`], keyed by the relative paths that [`crate::layout`] builds,
+//! so an object-storage backend can be added without touching the phases. [`FsStorage`] is the
+//! filesystem implementation. Its invariants:
+//! - it never follows a symbolic link: listings report links as [`Kind::Symlink`], reads refuse
+//!   them (`O_NOFOLLOW`), and removal deletes the link itself, never its target;
+//! - it never touches a path outside its root: keys with `..` or a leading `/` are refused.
+
+use std::ffi::OsStr;
+use std::fs;
+use std::io::{self, Read};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::time::SystemTime;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    File,
+    Dir,
+    Symlink,
+    Other,
+}
+
+impl Kind {
+    fn of(ft: fs::FileType) -> Kind {
+        if ft.is_symlink() {
+            Kind::Symlink
+        } else if ft.is_dir() {
+            Kind::Dir
+        } else if ft.is_file() {
+            Kind::File
+        } else {
+            Kind::Other
+        }
+    }
+}
+
+/// One directory entry. A name that is not valid UTF-8 is carried lossily with `utf8: false`:
+/// such a name can never be a registry key, and callers decide how loudly to say so.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    pub name: String,
+    pub kind: Kind,
+    pub utf8: bool,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Meta {
+    pub kind: Kind,
+    pub len: u64,
+    pub modified: SystemTime,
+}
+
+/// Reads fail with this kind when the file is larger than the caller's limit.
+pub fn too_large(limit: u64) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidData,
+        format!("file is larger than the {limit}-byte limit"),
+    )
+}
+
+pub trait Storage: Sync + Send {
+    /// List a directory without following links. `NotFound` is returned as an error so that
+    /// callers decide whether absence matters.
+    fn list_dir(&self, key: &str) -> io::Result<Vec<Entry>>;
+
+    /// Metadata of a key, not following a final symbolic link.
+    fn stat(&self, key: &str) -> io::Result<Meta>;
+
+    /// Read a whole regular file into `buf` (cleared first), refusing symbolic links and files
+    /// larger than `limit` bytes. Returns the file's metadata, taken from the open file.
+    fn read_into(&self, key: &str, limit: u64, buf: &mut Vec<u8>) -> io::Result<Meta>;
+
+    /// Remove a file or a whole directory tree. A missing key is success: someone (maybe an
+    /// earlier, interrupted run) already did the work.
+    fn remove_all(&self, key: &str) -> io::Result<()>;
+
+    /// Remove a directory only if it is empty. Returns whether it was removed.
+    fn remove_empty_dir(&self, key: &str) -> io::Result<bool>;
+
+    /// The full path of a key, for messages.
+    fn display(&self, key: &str) -> String;
+}
+
+/// A registry on a local filesystem.
+#[derive(Debug)]
+pub struct FsStorage {
+    root: PathBuf,
+    canonical_root: OnceLock<io::Result<PathBuf>>,
+}
+
+impl FsStorage {
+    pub fn new(root: impl Into<PathBuf>) -> FsStorage {
+        FsStorage {
+            root: root.into(),
+            canonical_root: OnceLock::new(),
+        }
+    }
+
+    /// Before removing anything, resolve the parent directory (following any link on the way)
+    /// and refuse if it is not inside the storage root: a linked directory inside the tree
+    /// must never turn a sweep into a deletion elsewhere.
+    fn check_inside(&self, path: &Path) -> io::Result<()> {
+        let root = match self
+            .canonical_root
+            .get_or_init(|| fs::canonicalize(&self.root))
+        {
+            Ok(root) => root,
+            Err(e) => return Err(io::Error::new(e.kind(), e.to_string())),
+        };
+        let parent = path.parent().unwrap_or(path);
+        let resolved = fs::canonicalize(parent)?;
+        if resolved.starts_with(root) {
+            Ok(())
+        } else {
+            Err(io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                format!(
+                    "refusing to delete: resolves to {} outside the storage root",
+                    resolved.display()
+                ),
+            ))
+        }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn path(&self, key: &str) -> io::Result<PathBuf> {
+        // Keys come from layout functions and directory listings, so this never fires in
+        // practice; it is the last line that keeps a sweep inside the storage root.
+        if key.starts_with('/') || key.split('/').any(|c| c == ".." || c == ".") {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("refusing storage key outside the root: {key:?}"),
+            ));
+        }
+        Ok(if key.is_empty() {
+            self.root.clone()
+        } else {
+            self.root.join(key)
+        })
+    }
+}
+
+fn name_of(name: &OsStr) -> (String, bool) {
+    match name.to_str() {
+        Some(s) => (s.to_string(), true),
+        None => (String::from_utf8_lossy(name.as_bytes()).into_owned(), false),
+    }
+}
+
+impl Storage for FsStorage {
+    fn list_dir(&self, key: &str) -> io::Result<Vec<Entry>> {
+        let path = self.path(key)?;
+        // symlink_metadata first: read_dir would happily follow a symlinked directory.
+        let meta = fs::symlink_metadata(&path)?;
+        if !meta.is_dir() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                if meta.file_type().is_symlink() {
+                    "is a symbolic link, not a directory (not followed)"
+                } else {
+                    "is not a directory"
+                },
+            ));
+        }
+        let mut out = Vec::new();
+        for entry in fs::read_dir(&path)? {
+            let entry = entry?;
+            let (name, utf8) = name_of(&entry.file_name());
+            out.push(Entry {
+                name,
+                kind: Kind::of(entry.file_type()?),
+                utf8,
+            });
+        }
+        Ok(out)
+    }
+
+    fn stat(&self, key: &str) -> io::Result<Meta> {
+        let meta = fs::symlink_metadata(self.path(key)?)?;
+        Ok(Meta {
+            kind: Kind::of(meta.file_type()),
+            len: meta.len(),
+            modified: meta.modified()?,
+        })
+    }
+
+    fn read_into(&self, key: &str, limit: u64, buf: &mut Vec<u8>) -> io::Result<Meta> {
+        buf.clear();
+        let file = fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+            .open(self.path(key)?)
+            .map_err(|e| {
+                if e.raw_os_error() == Some(libc::ELOOP) {
+                    io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        "is a symbolic link (not followed)",
+                    )
+                } else {
+                    e
+                }
+            })?;
+        let meta = file.metadata()?;
+        if !meta.is_file() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "is not a regular file",
+            ));
+        }
+        if meta.len() > limit {
+            return Err(too_large(limit));
+        }
+        // take(limit + 1) guards against a file that grows while we read it.
+        file.take(limit + 1).read_to_end(buf)?;
+        if buf.len() as u64 > limit {
+            return Err(too_large(limit));
+        }
+        Ok(Meta {
+            kind: Kind::File,
+            len: meta.len(),
+            modified: meta.modified()?,
+        })
+    }
+
+    fn remove_all(&self, key: &str) -> io::Result<()> {
+        let path = self.path(key)?;
+        let result = match self
+            .check_inside(&path)
+            .and_then(|()| fs::symlink_metadata(&path))
+        {
+            // remove_dir_all does not follow links inside the tree; a link at the top is
+            // removed as a file, never descended into.
+            Ok(meta) if meta.is_dir() => fs::remove_dir_all(&path),
+            Ok(_) => fs::remove_file(&path),
+            Err(e) => Err(e),
+        };
+        match result {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            other => other,
+        }
+    }
+
+    fn remove_empty_dir(&self, key: &str) -> io::Result<bool> {
+        let path = self.path(key)?;
+        match self
+            .check_inside(&path)
+            .and_then(|()| fs::remove_dir(&path))
+        {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+            Err(e) if e.kind() == io::ErrorKind::DirectoryNotEmpty => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn display(&self, key: &str) -> String {
+        if key.is_empty() {
+            self.root.display().to_string()
+        } else {
+            self.root.join(key).display().to_string()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refuses_keys_that_leave_the_root() {
+        let s = FsStorage::new("/nonexistent-root");
+        for key in ["/etc", "../x", "a/../../b", "a/./b"] {
+            let err = s.stat(key).unwrap_err();
+            assert_eq!(err.kind(), io::ErrorKind::InvalidInput, "{key}");
+            assert!(s.remove_all(key).is_err(), "{key}");
+        }
+    }
+
+    #[test]
+    fn reads_refuse_symlinks_and_oversize() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join("f"), b"hello").unwrap();
+        std::os::unix::fs::symlink(dir.path().join("f"), dir.path().join("l")).unwrap();
+        let s = FsStorage::new(dir.path());
+        let mut buf = Vec::new();
+        s.read_into("f", 5, &mut buf).unwrap();
+        assert_eq!(buf, b"hello");
+        assert!(s.read_into("f", 4, &mut buf).is_err());
+        let err = s.read_into("l", 100, &mut buf).unwrap_err();
+        assert!(err.to_string().contains("symbolic link"), "{err}");
+        assert_eq!(s.stat("l").unwrap().kind, Kind::Symlink);
+    }
+
+    #[test]
+    fn remove_all_removes_a_link_not_its_target() {
+        let dir = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        fs::write(outside.path().join("precious"), b"x").unwrap();
+        std::os::unix::fs::symlink(outside.path(), dir.path().join("l")).unwrap();
+        let s = FsStorage::new(dir.path());
+        s.remove_all("l").unwrap();
+        assert!(outside.path().join("precious").exists());
+        assert!(!dir.path().join("l").exists());
+        // Missing is success.
+        s.remove_all("l").unwrap();
+    }
+
+    #[test]
+    fn refuses_to_delete_through_a_linked_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        fs::create_dir(outside.path().join("victim")).unwrap();
+        std::os::unix::fs::symlink(outside.path(), dir.path().join("l")).unwrap();
+        let s = FsStorage::new(dir.path());
+        let err = s.remove_all("l/victim").unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::PermissionDenied, "{err}");
+        assert!(outside.path().join("victim").exists());
+        assert!(s.remove_empty_dir("l/victim").is_err());
+    }
+}
