@@ -405,25 +405,22 @@ impl RepoWalker<'_> {
         }
     }
 
-    /// Read a link file: its target, and the file's modification time.
-    fn read_link(&mut self, key: &str) -> (LinkTarget, SystemTime) {
+    /// Read a link file: its target, and the file's modification time. `None` when the file
+    /// does not exist.
+    fn read_link(&mut self, key: &str) -> Option<(LinkTarget, SystemTime)> {
         match self.storage.read_into(key, MAX_LINK_BYTES, &mut self.buf) {
-            Ok(meta) => (
+            Ok(meta) => Some((
                 Digest::parse_link(&self.buf).map_err(|e| format!("invalid link file: {e}")),
                 meta.modified,
-            ),
+            )),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
             Err(e) => {
                 let modified = self
                     .storage
                     .stat(key.rsplit_once('/').map_or(key, |(dir, _)| dir))
                     .map(|m| m.modified)
                     .unwrap_or(SystemTime::UNIX_EPOCH);
-                let message = if e.kind() == std::io::ErrorKind::NotFound {
-                    "link file is missing".to_string()
-                } else {
-                    format!("cannot read link file: {e}")
-                };
-                (Err(message), modified)
+                Some((Err(format!("cannot read link file: {e}")), modified))
             }
         }
     }
@@ -454,13 +451,16 @@ impl RepoWalker<'_> {
     fn links(&mut self, alg_dir: impl Fn(Algorithm) -> String) -> Vec<Link> {
         self.digest_dirs(alg_dir)
             .into_iter()
-            .map(|(digest, dir)| {
-                let (target, modified) = self.read_link(&format!("{dir}/{}", layout::LINK_FILE));
-                Link {
+            .filter_map(|(digest, dir)| {
+                // The registry deletes a manifest or a blob link by removing the `link` file
+                // and leaving its directory: such a directory is not a link (its reference
+                // enumerator also counts only `link` files).
+                let (target, modified) = self.read_link(&format!("{dir}/{}", layout::LINK_FILE))?;
+                Some(Link {
                     digest,
                     target,
                     modified,
-                }
+                })
             })
             .collect()
     }
@@ -480,7 +480,15 @@ impl RepoWalker<'_> {
                 self.complete = false;
                 continue;
             }
-            let (current, modified) = self.read_link(&layout::tag_current_link(name, &entry.name));
+            let current_key = layout::tag_current_link(name, &entry.name);
+            let (current, modified) = self.read_link(&current_key).unwrap_or_else(|| {
+                let modified = self
+                    .storage
+                    .stat(&layout::tag_dir(name, &entry.name))
+                    .map(|m| m.modified)
+                    .unwrap_or(SystemTime::UNIX_EPOCH);
+                (Err("tag has no current link".to_string()), modified)
+            });
             let history = if history {
                 self.digest_dirs(|alg| layout::tag_index_alg_dir(name, &entry.name, alg))
                     .into_iter()

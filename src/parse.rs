@@ -74,10 +74,11 @@ pub fn load(storage: &dyn Storage, inventory: &Inventory, counter: &AtomicU64) -
     let mut wanted: HashSet<Digest> = HashSet::new();
     for repo in &inventory.repositories {
         let targets = repo.revisions.iter().map(|r| &r.target);
-        for target in targets.chain(repo.tags.iter().map(|t| &t.current)) {
-            if let Ok(d) = target {
-                wanted.insert(d.clone());
-            }
+        for d in targets
+            .chain(repo.tags.iter().map(|t| &t.current))
+            .flatten()
+        {
+            wanted.insert(d.clone());
         }
     }
 

@@ -1,0 +1,6 @@
+//! Shared helpers for the integration and end-to-end tests.
+#![allow(dead_code)]
+
+pub mod images;
+pub mod registry;
+pub mod tree;
