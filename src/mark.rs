@@ -13,7 +13,9 @@
 //!   repository whose manifest has not arrived yet).
 //!
 //! Edges: manifest -> its blobs; index -> its children (any depth, cycles terminate); with
-//! `delete_untagged`, manifest -> the revisions whose `subject` names it (referrers).
+//! `delete_untagged`, manifest -> the revisions whose `subject` names it (referrers). A child
+//! or tag target without a revision link in the repository (deleted through the API) is not
+//! followed: the registry cannot serve it. Its digest is kept as a blob, nothing more.
 //!
 //! A blob reference is resolved through the repository's layer link, because a blob pushed
 //! under an alias digest (sha512) is stored under the digest inside the link.
@@ -195,14 +197,19 @@ impl<'a> RepoMarker<'a> {
                 // Already reported as an error in roots().
                 Some(Err(_)) => continue,
                 None => {
+                    // A tag or a live index names a manifest whose revision was deleted from
+                    // this repository: the registry no longer serves it, so nothing it
+                    // references is needed through it. Its own blob is kept, as the registry's
+                    // collector keeps every digest a live manifest lists.
                     self.diags.warn(
                         (self.display)(&layout::revision_link(&self.repo.name, &d)),
                         format!(
-                            "live manifest {d} has no revision link in {}; its blob is kept",
+                            "manifest {d} is named by a tag or a live index of {} but was deleted from it; that image is already broken",
                             self.repo.name
                         ),
                     );
-                    d.clone()
+                    self.live_blobs.push(d.clone());
+                    continue;
                 }
             };
             if content != d {
@@ -510,15 +517,24 @@ mod tests {
     }
 
     #[test]
-    fn a_missing_child_of_a_live_index_is_an_error() {
-        let r = repo("a", &[("v1", 1)], &[1], &[]);
+    fn a_missing_manifest_blob_behind_a_live_revision_is_an_error() {
+        let r = repo("a", &[("v1", 1)], &[1, 2], &[]);
         let missing: Loaded = Err(LoadError {
             path: "blobs/2".into(),
             message: "manifest: blob data is missing".into(),
         });
         let m = run(&[r], vec![(1, index(&[2])), (2, missing)], true);
         assert!(m.diagnostics.errors.iter().any(|p| p.path == "blobs/2"));
-        // The child has no revision link either: that alone is only a warning.
+    }
+
+    #[test]
+    fn a_child_deleted_from_the_repository_is_kept_as_a_blob_but_not_followed() {
+        // Index 1 lists 2, whose revision was deleted through the API: the registry no longer
+        // serves 2, so its layer 100 is garbage, but the digest 2 itself is kept.
+        let r = repo("a", &[("v1", 1)], &[1], &[]);
+        let m = run(&[r], vec![(1, index(&[2])), (2, image(&[100], None))], true);
+        assert!(m.diagnostics.errors.is_empty());
         assert_eq!(m.diagnostics.warnings.len(), 1);
+        assert_eq!(m.live_blobs, set(&[1, 2]));
     }
 }

@@ -1,10 +1,9 @@
 //! Parse: read every manifest the mark may need, once, in parallel.
 //!
 //! Manifests are content-addressed and shared between repositories, so they are loaded by
-//! content digest into one [`Manifests`] map. The set to load starts with every revision's and
-//! tag's link target, then grows with index children that are not revisions anywhere (a child
-//! whose revision link was deleted is still pulled through its index) until nothing new is
-//! found. After this phase the mark needs no I/O.
+//! content digest into one [`Manifests`] map: the targets of every revision link, which is every
+//! manifest the registry can serve (the mark follows nothing else). After this phase the mark
+//! needs no I/O.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -71,43 +70,21 @@ pub fn load_one(storage: &dyn Storage, digest: &Digest, buf: &mut Vec<u8>) -> Lo
 }
 
 pub fn load(storage: &dyn Storage, inventory: &Inventory, counter: &AtomicU64) -> Manifests {
-    let mut wanted: HashSet<Digest> = HashSet::new();
-    for repo in &inventory.repositories {
-        let targets = repo.revisions.iter().map(|r| &r.target);
-        for d in targets
-            .chain(repo.tags.iter().map(|t| &t.current))
-            .flatten()
-        {
-            wanted.insert(d.clone());
-        }
-    }
-
-    let mut map: HashMap<Digest, Loaded> = HashMap::with_capacity(wanted.len());
-    let mut batch: Vec<Digest> = wanted.into_iter().collect();
-    while !batch.is_empty() {
-        let loaded: Vec<(Digest, Loaded)> = batch
-            .into_par_iter()
-            .map_init(
-                || Vec::with_capacity(16 * 1024),
-                |buf, digest| {
-                    let loaded = load_one(storage, &digest, buf);
-                    counter.fetch_add(1, Ordering::Relaxed);
-                    (digest, loaded)
-                },
-            )
-            .collect();
-        let children: Vec<Digest> = loaded
-            .iter()
-            .filter_map(|(_, m)| m.as_ref().ok())
-            .flat_map(|m| m.children.iter().cloned())
-            .collect();
-        map.extend(loaded);
-        // Children not loaded yet: the next round.
-        let next: HashSet<Digest> = children
-            .into_iter()
-            .filter(|c| !map.contains_key(c))
-            .collect();
-        batch = next.into_iter().collect();
-    }
+    let wanted: HashSet<&Digest> = inventory
+        .repositories
+        .iter()
+        .flat_map(|repo| repo.revisions.iter().filter_map(|r| r.target.as_ref().ok()))
+        .collect();
+    let map: HashMap<Digest, Loaded> = wanted
+        .into_par_iter()
+        .map_init(
+            || Vec::with_capacity(16 * 1024),
+            |buf, digest| {
+                let loaded = load_one(storage, digest, buf);
+                counter.fetch_add(1, Ordering::Relaxed);
+                (digest.clone(), loaded)
+            },
+        )
+        .collect();
     Manifests { map }
 }

@@ -3,4 +3,5 @@
 
 pub mod images;
 pub mod registry;
+pub mod scenario;
 pub mod tree;
