@@ -88,6 +88,9 @@ fn spec() -> impl Strategy<Value = Spec> {
         })
 }
 
+/// (digest, blobs, children, subject) of one manifest in the model.
+type Node = (Digest, Vec<Digest>, Vec<Digest>, Option<Digest>);
+
 struct Built {
     live: BTreeSet<Digest>,
     young: BTreeSet<Digest>,
@@ -106,7 +109,7 @@ fn build(spec: &Spec, root: &std::path::Path) -> Built {
     for (r, repo) in spec.repos.iter().enumerate() {
         let name = format!("repo{r}/x");
         // (digest, blobs, children, subject) of each manifest written to this repository
-        let mut graph: Vec<(Digest, Vec<Digest>, Vec<Digest>, Option<Digest>)> = Vec::new();
+        let mut graph: Vec<Node> = Vec::new();
         let mut written: Vec<&ManifestSpec> = Vec::new();
         for (n, m) in repo.manifests.iter().enumerate() {
             let (bytes, blobs, children, subject) = match &m.kind {
