@@ -15,7 +15,29 @@ mod registry;
 #[path = "../tests/support/scenario.rs"]
 mod scenario;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+
+/// git does not track empty directories, and the registry leaves some behind (a manifest
+/// deleted through the API keeps its revision directory; an untagged repository keeps an empty
+/// `tags/`). Without them a repository can lose its `_manifests` in a clone and stop being one,
+/// so each gets a `.gitkeep`, which neither the registry nor regsweep reads as anything. An
+/// empty `tags/` or `_uploads/` means the same as none and is left for git to drop (a file in
+/// `tags/` would be listed as a tag by the registry).
+fn keep_empty_dirs(dir: &Path) {
+    let entries: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap())
+        .collect();
+    let name = dir.file_name().and_then(|n| n.to_str()).unwrap_or("");
+    if entries.is_empty() && name != "tags" && name != "_uploads" {
+        std::fs::write(dir.join(".gitkeep"), b"").unwrap();
+    }
+    for e in entries {
+        if e.file_type().unwrap().is_dir() {
+            keep_empty_dirs(&e.path());
+        }
+    }
+}
 
 fn main() {
     let out = PathBuf::from(
@@ -33,6 +55,7 @@ fn main() {
     let server = registry::Registry::start(&out);
     let expect = scenario::standard(&server.client());
     drop(server);
+    keep_empty_dirs(&out);
     let expect_path = out.with_extension("expect.json");
     std::fs::write(
         &expect_path,

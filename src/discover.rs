@@ -471,14 +471,25 @@ impl RepoWalker<'_> {
         let mut tags = Vec::new();
         for entry in self.list(&dir) {
             let key = format!("{dir}/{}", entry.name);
-            if entry.kind != Kind::Dir || !entry.utf8 {
-                // A tag the registry cannot serve, but we cannot tell where it points: refuse.
-                self.diags.error(
-                    self.storage.display(&key),
-                    "tag entry is not a plain directory with a UTF-8 name",
-                );
-                self.complete = false;
-                continue;
+            match entry.kind {
+                Kind::Dir if entry.utf8 => {}
+                // A plain file cannot hold a `current` link: it is no tag and no root.
+                Kind::File | Kind::Other => {
+                    self.diags.warn(
+                        self.storage.display(&key),
+                        "not a tag directory; left alone",
+                    );
+                    continue;
+                }
+                // A linked or unnameable tag may point anywhere: refuse rather than guess.
+                _ => {
+                    self.diags.error(
+                        self.storage.display(&key),
+                        "tag is a symbolic link or has a name that is not UTF-8 (not followed)",
+                    );
+                    self.complete = false;
+                    continue;
+                }
             }
             let current_key = layout::tag_current_link(name, &entry.name);
             let (current, modified) = self.read_link(&current_key).unwrap_or_else(|| {
