@@ -1,10 +1,11 @@
-//! Discover: walk the storage and build an [`Inventory`] of blobs and repositories.
+//! Discover: walk the storage into a compact [`BlobIndex`] and one [`Repository`] at a time.
 //!
 //! The blob store is listed shard by shard (`blobs/<alg>/<xx>`) and each blob's `data` is
 //! stat'ed, never opened: the directory name already is the digest. Repositories are found at
-//! any depth (a directory holding `_manifests` is one; `_`-prefixed components never are), then
-//! each repository's tags, revisions and layer links are read in parallel. Link files are read
-//! because the digest that counts is the one *inside* the link, not the one in its path.
+//! any depth (a directory holding `_manifests` is one; `_`-prefixed components never are);
+//! each is then read on its own (tags, revisions, layer links), so that the driver can mark it
+//! and let it go before reading the next: memory stays bounded by the blob index. Link files are
+//! read because the digest that counts is the one *inside* the link, not the one in its path.
 //!
 //! Discovery judges only what it can judge alone: a directory it cannot list is an error (what
 //! it holds is unknown). Whether an unreadable link matters depends on the mode, so link
@@ -35,21 +36,94 @@ pub enum BlobState {
     Strange,
 }
 
-#[derive(Debug, Clone)]
-pub struct Blob {
-    pub digest: Digest,
-    pub size: u64,
-    pub modified: SystemTime,
-    pub state: BlobState,
+/// The blob store, listed shard by shard and kept compact: per blob only its digest bytes,
+/// size, modification time (whole seconds) and state, in struct-of-arrays form, about 49 bytes
+/// for a sha256 blob. Entries are sorted by digest within each shard, so a digest is found by
+/// two binary searches and the live set can be a bitset over the same positions.
+#[derive(Debug, Default)]
+pub struct BlobIndex {
+    /// Sorted by (algorithm, prefix).
+    pub shards: Vec<BlobShard>,
 }
 
-/// One `blobs/<alg>/<xx>` directory and how many entries it held when listed, so the plan can
-/// tell which shards a sweep leaves empty.
-#[derive(Debug, Clone)]
-pub struct Shard {
+#[derive(Debug)]
+pub struct BlobShard {
     pub algorithm: Algorithm,
-    pub prefix: String,
+    pub prefix: u8,
+    /// Directory entries the shard held when listed, blobs or not: the plan removes a shard
+    /// directory only when every entry in it is deleted.
     pub entries: usize,
+    width: usize,
+    digests: Vec<u8>,
+    pub sizes: Vec<u64>,
+    /// Seconds since the epoch.
+    pub modified: Vec<i64>,
+    pub states: Vec<BlobState>,
+}
+
+impl BlobShard {
+    pub fn len(&self) -> usize {
+        self.sizes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.sizes.is_empty()
+    }
+
+    fn raw(&self, i: usize) -> &[u8] {
+        &self.digests[i * self.width..(i + 1) * self.width]
+    }
+
+    pub fn digest(&self, i: usize) -> Digest {
+        let raw = self.raw(i);
+        match self.algorithm {
+            Algorithm::Sha256 => Digest::Sha256(raw.try_into().expect("width 32")),
+            Algorithm::Sha512 => Digest::Sha512(Box::new(raw.try_into().expect("width 64"))),
+        }
+    }
+
+    pub fn find(&self, bytes: &[u8]) -> Option<usize> {
+        let (mut lo, mut hi) = (0, self.len());
+        while lo < hi {
+            let mid = (lo + hi) / 2;
+            match self.raw(mid).cmp(bytes) {
+                std::cmp::Ordering::Less => lo = mid + 1,
+                std::cmp::Ordering::Greater => hi = mid,
+                std::cmp::Ordering::Equal => return Some(mid),
+            }
+        }
+        None
+    }
+
+    pub fn prefix_hex(&self) -> String {
+        format!("{:02x}", self.prefix)
+    }
+}
+
+impl BlobIndex {
+    /// (shard, position) of a digest, if the blob store holds it.
+    pub fn locate(&self, d: &Digest) -> Option<(usize, usize)> {
+        let key = (d.algorithm(), d.bytes()[0]);
+        let s = self
+            .shards
+            .binary_search_by(|s| (s.algorithm, s.prefix).cmp(&key))
+            .ok()?;
+        Some((s, self.shards[s].find(d.bytes())?))
+    }
+
+    pub fn len(&self) -> usize {
+        self.shards.iter().map(BlobShard::len).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Whole seconds since the epoch; times before it count as the epoch (old).
+pub fn epoch_seconds(t: SystemTime) -> i64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
 /// What a link file says, or why it could not be read.
@@ -86,18 +160,13 @@ pub struct Repository {
     pub complete: bool,
 }
 
-#[derive(Debug, Default)]
-pub struct Inventory {
-    pub blobs: Vec<Blob>,
-    pub shards: Vec<Shard>,
-    pub repositories: Vec<Repository>,
-    pub diagnostics: Diagnostics,
-}
-
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Options {
     /// List `tags/<tag>/index` (needed to delete the history entries of dead manifests).
     pub tag_history: bool,
+    /// Record link modification times (needed unless the age check is disabled); without
+    /// them a link read is open, read, close.
+    pub link_times: bool,
 }
 
 /// Counters that progress bars read; updated once per shard or repository, not per entry.
@@ -106,6 +175,7 @@ pub struct Counters {
     pub shards: AtomicU64,
     pub blobs: AtomicU64,
     pub repositories: AtomicU64,
+    pub manifests: AtomicU64,
 }
 
 /// Check that the storage root is a registry before anything else happens.
@@ -124,22 +194,6 @@ pub fn check_root(storage: &dyn Storage) -> Result<()> {
     }
 }
 
-pub fn discover(storage: &dyn Storage, options: Options, counters: &Counters) -> Inventory {
-    let (blob_side, repo_side) = rayon::join(
-        || discover_blobs(storage, counters),
-        || discover_repositories(storage, options, counters),
-    );
-    let (blobs, shards, mut diagnostics) = blob_side;
-    let (repositories, repo_diags) = repo_side;
-    diagnostics.merge(repo_diags);
-    Inventory {
-        blobs,
-        shards,
-        repositories,
-        diagnostics,
-    }
-}
-
 /// List a directory that may legitimately be absent (an empty registry has no `blobs/`).
 fn list_optional(storage: &dyn Storage, key: &str, diags: &mut Diagnostics) -> Option<Vec<Entry>> {
     match storage.list_dir(key) {
@@ -152,14 +206,12 @@ fn list_optional(storage: &dyn Storage, key: &str, diags: &mut Diagnostics) -> O
     }
 }
 
-fn discover_blobs(
-    storage: &dyn Storage,
-    counters: &Counters,
-) -> (Vec<Blob>, Vec<Shard>, Diagnostics) {
+/// List the blob store: every `blobs/<alg>/<xx>` shard in parallel, each blob's `data` stat'ed.
+pub fn discover_blobs(storage: &dyn Storage, counters: &Counters) -> (BlobIndex, Diagnostics) {
     let mut diags = Diagnostics::default();
     let mut shard_keys = Vec::new();
     let Some(algs) = list_optional(storage, layout::BLOBS, &mut diags) else {
-        return (Vec::new(), Vec::new(), diags);
+        return (BlobIndex::default(), diags);
     };
     for alg_entry in algs {
         let key = format!("{}/{}", layout::BLOBS, alg_entry.name);
@@ -177,25 +229,21 @@ fn discover_blobs(
             continue;
         };
         for shard in shards {
-            let shard_key = layout::shard_dir(alg, &shard.name);
-            let valid = shard.kind == Kind::Dir
-                && shard.name.len() == 2
-                && shard
-                    .name
-                    .bytes()
-                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
-            if valid {
-                shard_keys.push((alg, shard.name));
-            } else {
-                diags.warn(
-                    storage.display(&shard_key),
+            let prefix = (shard.kind == Kind::Dir && shard.name.len() == 2)
+                .then(|| u8::from_str_radix(&shard.name, 16).ok())
+                .flatten()
+                .filter(|p| format!("{p:02x}") == shard.name);
+            match prefix {
+                Some(p) => shard_keys.push((alg, p)),
+                None => diags.warn(
+                    storage.display(&layout::shard_dir(alg, &shard.name)),
                     "not a blob shard directory; left alone",
-                );
+                ),
             }
         }
     }
 
-    let per_shard: Vec<(Vec<Blob>, Shard, Diagnostics)> = shard_keys
+    let mut shards: Vec<(BlobShard, Diagnostics)> = shard_keys
         .into_par_iter()
         .map(|(alg, prefix)| {
             let result = discover_shard(storage, alg, prefix);
@@ -206,25 +254,21 @@ fn discover_blobs(
             result
         })
         .collect();
-
-    let total = per_shard.iter().map(|s| s.0.len()).sum();
-    let mut blobs = Vec::with_capacity(total);
-    let mut shards = Vec::with_capacity(per_shard.len());
-    for (b, s, d) in per_shard {
-        blobs.extend(b);
-        shards.push(s);
+    shards.sort_by_key(|(s, _)| (s.algorithm, s.prefix));
+    let mut index = BlobIndex {
+        shards: Vec::with_capacity(shards.len()),
+    };
+    for (s, d) in shards {
+        index.shards.push(s);
         diags.merge(d);
     }
-    (blobs, shards, diags)
+    (index, diags)
 }
 
-fn discover_shard(
-    storage: &dyn Storage,
-    alg: Algorithm,
-    prefix: String,
-) -> (Vec<Blob>, Shard, Diagnostics) {
+fn discover_shard(storage: &dyn Storage, alg: Algorithm, prefix: u8) -> (BlobShard, Diagnostics) {
     let mut diags = Diagnostics::default();
-    let shard_key = layout::shard_dir(alg, &prefix);
+    let prefix_hex = format!("{prefix:02x}");
+    let shard_key = layout::shard_dir(alg, &prefix_hex);
     let entries = match storage.list_dir(&shard_key) {
         Ok(entries) => entries,
         Err(e) => {
@@ -235,16 +279,12 @@ fn discover_shard(
             Vec::new()
         }
     };
-    let mut blobs = Vec::with_capacity(entries.len());
-    let shard = Shard {
-        algorithm: alg,
-        prefix,
-        entries: entries.len(),
-    };
+    let mut found: Vec<(Digest, u64, i64, BlobState)> = Vec::with_capacity(entries.len());
+    let entry_count = entries.len();
     for entry in entries {
         let key = format!("{shard_key}/{}", entry.name);
         let digest = match Digest::from_parts(alg, &entry.name) {
-            Ok(d) if entry.utf8 && entry.name.starts_with(&shard.prefix) => d,
+            Ok(d) if entry.utf8 && entry.name.starts_with(&prefix_hex) => d,
             _ => {
                 diags.warn(
                     storage.display(&key),
@@ -266,31 +306,23 @@ fn discover_shard(
         }
         let data_key = layout::blob_data(&digest);
         match storage.stat(&data_key) {
-            Ok(meta) if meta.kind == Kind::File => blobs.push(Blob {
+            Ok(meta) if meta.kind == Kind::File => found.push((
                 digest,
-                size: meta.len,
-                modified: meta.modified,
-                state: BlobState::Present,
-            }),
+                meta.len,
+                epoch_seconds(meta.modified),
+                BlobState::Present,
+            )),
             Ok(meta) => {
                 diags.warn(
                     storage.display(&data_key),
                     "blob data is not a regular file; left alone",
                 );
-                blobs.push(Blob {
-                    digest,
-                    size: 0,
-                    modified: meta.modified,
-                    state: BlobState::Strange,
-                });
+                found.push((digest, 0, epoch_seconds(meta.modified), BlobState::Strange));
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => match storage.stat(&key) {
-                Ok(meta) => blobs.push(Blob {
-                    digest,
-                    size: 0,
-                    modified: meta.modified,
-                    state: BlobState::NoData,
-                }),
+                Ok(meta) => {
+                    found.push((digest, 0, epoch_seconds(meta.modified), BlobState::NoData))
+                }
                 // Vanished between listing and stat: someone else removed it.
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                 Err(e) => diags.error(storage.display(&key), format!("cannot stat: {e}")),
@@ -298,30 +330,32 @@ fn discover_shard(
             Err(e) => diags.error(storage.display(&data_key), format!("cannot stat: {e}")),
         }
     }
-    (blobs, shard, diags)
+    found.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    let width = alg.hex_len() / 2;
+    let mut shard = BlobShard {
+        algorithm: alg,
+        prefix,
+        entries: entry_count,
+        width,
+        digests: Vec::with_capacity(found.len() * width),
+        sizes: Vec::with_capacity(found.len()),
+        modified: Vec::with_capacity(found.len()),
+        states: Vec::with_capacity(found.len()),
+    };
+    for (d, size, modified, state) in found {
+        shard.digests.extend_from_slice(d.bytes());
+        shard.sizes.push(size);
+        shard.modified.push(modified);
+        shard.states.push(state);
+    }
+    (shard, diags)
 }
 
-fn discover_repositories(
-    storage: &dyn Storage,
-    options: Options,
-    counters: &Counters,
-) -> (Vec<Repository>, Diagnostics) {
-    let (names, mut diags) = find_repositories(storage, "");
-    let per_repo: Vec<(Repository, Diagnostics)> = names
-        .into_par_iter()
-        .map(|name| {
-            let result = discover_repository(storage, name, options);
-            counters.repositories.fetch_add(1, Ordering::Relaxed);
-            result
-        })
-        .collect();
-    let mut repos = Vec::with_capacity(per_repo.len());
-    for (r, d) in per_repo {
-        repos.push(r);
-        diags.merge(d);
-    }
-    repos.sort_by(|a, b| a.name.cmp(&b.name));
-    (repos, diags)
+/// Every repository name in the registry, sorted.
+pub fn repository_names(storage: &dyn Storage) -> (Vec<String>, Diagnostics) {
+    let (mut names, diags) = find_repositories(storage, "");
+    names.sort();
+    (names, diags)
 }
 
 /// Find repository names below `repositories/<prefix>`, descending in parallel.
@@ -386,6 +420,7 @@ fn find_repositories(storage: &dyn Storage, prefix: &str) -> (Vec<String>, Diagn
 
 struct RepoWalker<'a> {
     storage: &'a dyn Storage,
+    link_times: bool,
     name: &'a str,
     diags: Diagnostics,
     complete: bool,
@@ -408,10 +443,20 @@ impl RepoWalker<'_> {
     /// Read a link file: its target, and the file's modification time. `None` when the file
     /// does not exist.
     fn read_link(&mut self, key: &str) -> Option<(LinkTarget, SystemTime)> {
-        match self.storage.read_into(key, MAX_LINK_BYTES, &mut self.buf) {
-            Ok(meta) => Some((
+        let read = if self.link_times {
+            self.storage
+                .read_into(key, MAX_LINK_BYTES, &mut self.buf)
+                .map(|meta| meta.modified)
+        } else {
+            // Without an age check, every link counts as old.
+            self.storage
+                .read_small(key, MAX_LINK_BYTES, &mut self.buf)
+                .map(|()| SystemTime::UNIX_EPOCH)
+        };
+        match read {
+            Ok(modified) => Some((
                 Digest::parse_link(&self.buf).map_err(|e| format!("invalid link file: {e}")),
-                meta.modified,
+                modified,
             )),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
             Err(e) => {
@@ -430,6 +475,9 @@ impl RepoWalker<'_> {
         let mut out = Vec::new();
         for alg in Algorithm::ALL {
             let dir = alg_dir(alg);
+            if dir.is_empty() {
+                continue;
+            }
             for entry in self.list(&dir) {
                 let key = format!("{dir}/{}", entry.name);
                 match Digest::from_parts(alg, &entry.name) {
@@ -463,6 +511,50 @@ impl RepoWalker<'_> {
                 })
             })
             .collect()
+    }
+
+    /// Layer links. A sha256 link is taken to point at its own digest without being read: the
+    /// registry writes nothing else there (sha256 is the canonical digest of content), and a
+    /// link that pointed elsewhere could not serve a working pull anyway, because clients
+    /// verify the digest of what they receive. Alias links (sha512) are read: their content is
+    /// the only way to the blob. This saves three system calls for nearly every blob link.
+    fn layer_links(&mut self) -> Vec<Link> {
+        let name = self.name;
+        let mut links = self.links(|alg| match alg {
+            Algorithm::Sha256 => String::new(),
+            _ => layout::layers_alg_dir(name, alg),
+        });
+        let dirs = self.digest_dirs(|alg| match alg {
+            Algorithm::Sha256 => layout::layers_alg_dir(name, alg),
+            _ => String::new(),
+        });
+        for (digest, dir) in dirs {
+            let modified = if self.link_times {
+                let link = format!("{dir}/{}", layout::LINK_FILE);
+                match self
+                    .storage
+                    .stat(&link)
+                    .or_else(|_| self.storage.stat(&dir))
+                {
+                    Ok(meta) => meta.modified,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                    Err(e) => {
+                        self.diags
+                            .error(self.storage.display(&dir), format!("cannot stat: {e}"));
+                        self.complete = false;
+                        continue;
+                    }
+                }
+            } else {
+                SystemTime::UNIX_EPOCH
+            };
+            links.push(Link {
+                target: Ok(digest.clone()),
+                digest,
+                modified,
+            });
+        }
+        links
     }
 
     fn tags(&mut self, history: bool) -> Vec<Tag> {
@@ -520,13 +612,14 @@ impl RepoWalker<'_> {
     }
 }
 
-fn discover_repository(
+pub fn discover_repository(
     storage: &dyn Storage,
     name: String,
     options: Options,
 ) -> (Repository, Diagnostics) {
     let mut w = RepoWalker {
         storage,
+        link_times: options.link_times,
         name: &name,
         diags: Diagnostics::default(),
         complete: true,
@@ -534,7 +627,7 @@ fn discover_repository(
     };
     let tags = w.tags(options.tag_history);
     let revisions = w.links(|alg| layout::revisions_alg_dir(&name, alg));
-    let layers = w.links(|alg| layout::layers_alg_dir(&name, alg));
+    let layers = w.layer_links();
     let complete = w.complete;
     let diags = w.diags;
     (

@@ -99,6 +99,10 @@ pub fn tag_index_entry(repo: &str, tag: &str, digest: &Digest) -> String {
     )
 }
 
+pub fn tag_index_link(repo: &str, tag: &str, digest: &Digest) -> String {
+    format!("{}/{LINK_FILE}", tag_index_entry(repo, tag, digest))
+}
+
 pub fn layers_alg_dir(repo: &str, alg: Algorithm) -> String {
     format!("{REPOSITORIES}/{repo}/_layers/{alg}")
 }

@@ -19,9 +19,12 @@ pub mod progress;
 pub mod report;
 pub mod storage;
 pub mod sweep;
+pub mod synth;
 pub mod target;
 
 use std::sync::atomic::{AtomicU64, Ordering};
+
+use rayon::prelude::*;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -69,62 +72,78 @@ pub fn gc(storage: &FsStorage, options: &GcOptions) -> Result<GcReport> {
     let cutoff = cutoff(SystemTime::now(), options.min_age);
 
     let counters = Arc::new(discover::Counters::default());
-    let inventory = {
+    let ticker = {
         let c = counters.clone();
-        let _t = Ticker::spinner(options.progress, move |bar| {
+        Ticker::spinner(options.progress, move |bar| {
             bar.set_message(format!(
-                "discovering: {} repositories, {} blobs in {} shards",
-                c.repositories.load(Ordering::Relaxed),
+                "{} blobs in {} shards; {} repositories marked, {} manifests read",
                 c.blobs.load(Ordering::Relaxed),
-                c.shards.load(Ordering::Relaxed)
+                c.shards.load(Ordering::Relaxed),
+                c.repositories.load(Ordering::Relaxed),
+                c.manifests.load(Ordering::Relaxed),
             ))
-        });
-        discover::discover(
-            storage,
-            discover::Options {
-                tag_history: options.delete_untagged,
-            },
-            &counters,
-        )
+        })
     };
-
-    let parsed = Arc::new(AtomicU64::new(0));
-    let manifests = {
-        let p = parsed.clone();
-        let _t = Ticker::spinner(options.progress, move |bar| {
-            bar.set_message(format!("reading manifests: {}", p.load(Ordering::Relaxed)))
-        });
-        parse::load(storage, &inventory, &parsed)
-    };
-
-    let marked = {
-        let _t = Ticker::spinner(options.progress, |bar| bar.set_message("marking"));
-        mark::mark(
-            &inventory.repositories,
-            &manifests,
-            mark::Options {
-                delete_untagged: options.delete_untagged,
-                cutoff,
-            },
-            &|key: &str| storage.display(key),
-        )
-    };
-
     let mut diagnostics = Diagnostics::default();
-    diagnostics.merge(inventory.diagnostics.clone());
-    diagnostics.merge(marked.diagnostics.clone());
+
+    // The blob store first: the live set is a bitset over its listing.
+    let (index, diags) = discover::discover_blobs(storage, &counters);
+    diagnostics.merge(diags);
+    let live = mark::LiveSet::new(&index);
+    let (names, diags) = discover::repository_names(storage);
+    diagnostics.merge(diags);
+
+    // Then each repository on its own: discover, parse, mark, plan, and keep only the plan, so
+    // memory is bounded by the blob index and one repository per worker.
+    let discover_options = discover::Options {
+        tag_history: options.delete_untagged,
+        link_times: !options.min_age.is_zero(),
+    };
+    let mark_options = mark::Options {
+        delete_untagged: options.delete_untagged,
+        cutoff,
+    };
+    let plan_options = plan::Options {
+        delete_untagged: options.delete_untagged,
+        cutoff,
+        ignore_errors: options.ignore_errors,
+    };
+    let display = |key: &str| storage.display(key);
+    let per_repo: Vec<(plan::RepoPlan, Diagnostics)> = names
+        .into_par_iter()
+        .map_init(
+            || Vec::with_capacity(16 * 1024),
+            |buf, name| {
+                let (repo, mut diags) =
+                    discover::discover_repository(storage, name, discover_options);
+                let manifests = parse::load_repository(storage, &repo, buf, &counters.manifests);
+                let (rmark, blobs, mark_diags) =
+                    mark::mark_repository(&repo, &manifests, mark_options, &display);
+                for d in &blobs {
+                    live.keep(&index, d);
+                }
+                diags.merge(mark_diags);
+                counters.repositories.fetch_add(1, Ordering::Relaxed);
+                (plan::plan_repository(&repo, &rmark, plan_options), diags)
+            },
+        )
+        .collect();
+    drop(ticker);
+    let mut repo_plans = Vec::with_capacity(per_repo.len());
+    for (p, d) in per_repo {
+        repo_plans.push(p);
+        diagnostics.merge(d);
+    }
     diagnostics.sort();
 
-    let plan = plan::plan(
-        &inventory,
-        &marked,
+    let plan = plan::assemble(
+        repo_plans,
+        &index,
+        &live,
         !diagnostics.errors.is_empty(),
-        plan::Options {
-            delete_untagged: options.delete_untagged,
-            cutoff,
-            ignore_errors: options.ignore_errors,
-        },
+        plan_options,
     );
+    drop(index);
 
     let (deleted, failures) = if options.dry_run {
         (

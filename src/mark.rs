@@ -21,12 +21,13 @@
 //! under an alias digest (sha512) is stored under the digest inside the link.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::SystemTime;
 
 use rayon::prelude::*;
 
 use crate::digest::{Algorithm, Digest};
-use crate::discover::{Link, Repository};
+use crate::discover::{BlobIndex, Link, Repository};
 use crate::error::Diagnostics;
 use crate::layout;
 use crate::parse::Manifests;
@@ -56,9 +57,44 @@ pub struct Marked {
     pub diagnostics: Diagnostics,
 }
 
+/// The live blobs: one bit per blob of the [`BlobIndex`], set from any thread without a lock.
+/// A digest the blob store does not hold (a missing layer, an alias) has no bit and needs none.
+#[derive(Debug)]
+pub struct LiveSet {
+    bits: Vec<Vec<AtomicU64>>,
+}
+
+impl LiveSet {
+    pub fn new(index: &BlobIndex) -> LiveSet {
+        LiveSet {
+            bits: index
+                .shards
+                .iter()
+                .map(|s| {
+                    (0..s.len().div_ceil(64))
+                        .map(|_| AtomicU64::new(0))
+                        .collect()
+                })
+                .collect(),
+        }
+    }
+
+    pub fn keep(&self, index: &BlobIndex, d: &Digest) {
+        if let Some((s, i)) = index.locate(d) {
+            self.bits[s][i / 64].fetch_or(1 << (i % 64), Ordering::Relaxed);
+        }
+    }
+
+    pub fn contains(&self, shard: usize, i: usize) -> bool {
+        self.bits[shard][i / 64].load(Ordering::Relaxed) & (1 << (i % 64)) != 0
+    }
+}
+
 /// Map a storage key to a path for messages. Passed in so that this module stays pure.
 pub type Display<'a> = &'a (dyn Fn(&str) -> String + Sync);
 
+/// Mark several repositories against one manifest map, collecting the live blobs in a set
+/// (for tests and benches; the driver marks one repository at a time into a [`LiveSet`]).
 pub fn mark(
     repositories: &[Repository],
     manifests: &Manifests,
@@ -243,7 +279,9 @@ impl<'a> RepoMarker<'a> {
     }
 }
 
-fn mark_repository(
+/// Mark one repository: its live manifests, the digests its live manifests reference, and
+/// every blob digest it keeps alive (to be set in a [`LiveSet`] or collected).
+pub fn mark_repository(
     repo: &Repository,
     manifests: &Manifests,
     options: Options,

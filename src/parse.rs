@@ -1,18 +1,17 @@
 //! Parse: read every manifest the mark may need, once, in parallel.
 //!
-//! Manifests are content-addressed and shared between repositories, so they are loaded by
-//! content digest into one [`Manifests`] map: the targets of every revision link, which is every
-//! manifest the registry can serve (the mark follows nothing else). After this phase the mark
-//! needs no I/O.
+//! Manifests are loaded by content digest, per repository, into a [`Manifests`] map: the
+//! targets of the repository's revision links, which is every manifest the registry can serve
+//! from it (the mark follows nothing else). After this phase the mark needs no I/O. A manifest
+//! shared by several repositories is read once for each; that costs little and keeps memory
+//! bounded by one repository at a time.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use rayon::prelude::*;
-
 use crate::digest::Digest;
-use crate::discover::Inventory;
+use crate::discover::Repository;
 use crate::layout;
 use crate::manifest::{Manifest, MAX_MANIFEST_BYTES};
 use crate::storage::Storage;
@@ -69,22 +68,22 @@ pub fn load_one(storage: &dyn Storage, digest: &Digest, buf: &mut Vec<u8>) -> Lo
     }
 }
 
-pub fn load(storage: &dyn Storage, inventory: &Inventory, counter: &AtomicU64) -> Manifests {
-    let wanted: HashSet<&Digest> = inventory
-        .repositories
-        .iter()
-        .flat_map(|repo| repo.revisions.iter().filter_map(|r| r.target.as_ref().ok()))
-        .collect();
-    let map: HashMap<Digest, Loaded> = wanted
-        .into_par_iter()
-        .map_init(
-            || Vec::with_capacity(16 * 1024),
-            |buf, digest| {
-                let loaded = load_one(storage, digest, buf);
-                counter.fetch_add(1, Ordering::Relaxed);
-                (digest.clone(), loaded)
-            },
-        )
-        .collect();
+/// Load the manifests behind one repository's revision links: every manifest the registry can
+/// serve from it (the mark follows nothing else). `buf` is reused across calls.
+pub fn load_repository(
+    storage: &dyn Storage,
+    repo: &Repository,
+    buf: &mut Vec<u8>,
+    counter: &AtomicU64,
+) -> Manifests {
+    let mut map = HashMap::with_capacity(repo.revisions.len());
+    for rev in &repo.revisions {
+        if let Ok(target) = &rev.target {
+            if !map.contains_key(target) {
+                map.insert(target.clone(), load_one(storage, target, buf));
+            }
+        }
+    }
+    counter.fetch_add(map.len() as u64, Ordering::Relaxed);
     Manifests { map }
 }

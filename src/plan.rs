@@ -10,14 +10,13 @@
 //!   repository that could not be fully listed are never planned;
 //! - a blob directory whose `data` is not a regular file is never planned.
 
-use std::collections::HashMap;
 use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
 
 use crate::digest::{Algorithm, Digest};
-use crate::discover::{BlobState, Inventory};
-use crate::mark::Marked;
+use crate::discover::{epoch_seconds, BlobIndex, BlobState, Repository};
+use crate::mark::{LiveSet, RepoMark};
 
 #[derive(Debug, Clone, Copy)]
 pub struct Options {
@@ -96,95 +95,131 @@ impl Plan {
     }
 }
 
-pub fn plan(inventory: &Inventory, marked: &Marked, has_errors: bool, options: Options) -> Plan {
+/// What one repository contributes to the plan: its deletion candidates and its counts.
+#[derive(Debug, Clone, Default)]
+pub struct RepoPlan {
+    pub manifests: Vec<ManifestDeletion>,
+    pub layer_links: Vec<LayerLinkDeletion>,
+    pub tags: usize,
+    pub revisions: usize,
+    pub live_manifests: usize,
+    pub too_young_manifests: usize,
+    pub too_young_layer_links: usize,
+}
+
+/// Plan one repository from its mark. Whether the run as a whole may delete is decided later,
+/// in [`assemble`], once every repository has been marked.
+pub fn plan_repository(repo: &Repository, rmark: &RepoMark, options: Options) -> RepoPlan {
     let young = |t: SystemTime| t > options.cutoff;
+    let mut p = RepoPlan {
+        tags: repo.tags.len(),
+        revisions: repo.revisions.len(),
+        live_manifests: repo
+            .revisions
+            .iter()
+            .filter(|r| rmark.live_manifests.contains(&r.digest))
+            .count(),
+        ..RepoPlan::default()
+    };
+    // Nothing of a repository that could not be fully listed is ever planned.
+    let deletable = repo.complete;
+
+    if options.delete_untagged {
+        for rev in &repo.revisions {
+            // A revision whose link could not be read has unknown liveness: never planned.
+            if rev.target.is_err() || rmark.live_manifests.contains(&rev.digest) {
+                continue;
+            }
+            if young(rev.modified) {
+                p.too_young_manifests += 1;
+            } else if deletable {
+                p.manifests.push(ManifestDeletion {
+                    repository: repo.name.clone(),
+                    digest: rev.digest.clone(),
+                    tags: repo
+                        .tags
+                        .iter()
+                        .filter(|t| t.history.contains(&rev.digest))
+                        .map(|t| t.name.clone())
+                        .collect(),
+                });
+            }
+        }
+    }
+
+    for link in &repo.layers {
+        if rmark.referenced.contains(&link.digest) {
+            continue;
+        }
+        if young(link.modified) {
+            p.too_young_layer_links += 1;
+        } else if deletable {
+            p.layer_links.push(LayerLinkDeletion {
+                repository: repo.name.clone(),
+                digest: link.digest.clone(),
+            });
+        }
+    }
+    p
+}
+
+/// Put the run's plan together from the repositories' plans and the blob index.
+pub fn assemble(
+    repos: Vec<RepoPlan>,
+    index: &BlobIndex,
+    live: &LiveSet,
+    has_errors: bool,
+    options: Options,
+) -> Plan {
     let refused = has_errors && !options.ignore_errors;
     let mut p = Plan {
         refused,
         ..Plan::default()
     };
     let c = &mut p.census;
-    c.repositories = inventory.repositories.len();
-
-    for (repo, rmark) in inventory.repositories.iter().zip(&marked.repositories) {
-        c.tags += repo.tags.len();
-        c.manifests += repo.revisions.len();
-        c.live_manifests += repo
-            .revisions
-            .iter()
-            .filter(|r| rmark.live_manifests.contains(&r.digest))
-            .count();
-        let deletable = !refused && repo.complete;
-
-        if options.delete_untagged {
-            for rev in &repo.revisions {
-                // A revision whose link could not be read has unknown liveness: never planned.
-                if rev.target.is_err() || rmark.live_manifests.contains(&rev.digest) {
-                    continue;
-                }
-                if young(rev.modified) {
-                    c.too_young_manifests += 1;
-                } else if deletable {
-                    p.manifests.push(ManifestDeletion {
-                        repository: repo.name.clone(),
-                        digest: rev.digest.clone(),
-                        tags: repo
-                            .tags
-                            .iter()
-                            .filter(|t| t.history.contains(&rev.digest))
-                            .map(|t| t.name.clone())
-                            .collect(),
-                    });
-                }
-            }
+    c.repositories = repos.len();
+    for r in repos {
+        c.tags += r.tags;
+        c.manifests += r.revisions;
+        c.live_manifests += r.live_manifests;
+        c.too_young_manifests += r.too_young_manifests;
+        c.too_young_layer_links += r.too_young_layer_links;
+        if !refused {
+            p.manifests.extend(r.manifests);
+            p.layer_links.extend(r.layer_links);
         }
+    }
 
-        for link in &repo.layers {
-            if rmark.referenced.contains(&link.digest) {
+    // Blob times are whole seconds: a blob stamped in the cutoff's second counts as young.
+    let cutoff = epoch_seconds(options.cutoff);
+    for (s, shard) in index.shards.iter().enumerate() {
+        let mut planned = 0;
+        for i in 0..shard.len() {
+            let size = shard.sizes[i];
+            c.blobs += 1;
+            c.bytes += size;
+            if live.contains(s, i) {
+                c.live_blobs += 1;
+                c.live_bytes += size;
                 continue;
             }
-            if young(link.modified) {
-                c.too_young_layer_links += 1;
-            } else if deletable {
-                p.layer_links.push(LayerLinkDeletion {
-                    repository: repo.name.clone(),
-                    digest: link.digest.clone(),
+            c.dead_blobs += 1;
+            c.dead_bytes += size;
+            if shard.modified[i] >= cutoff {
+                c.too_young_blobs += 1;
+                c.too_young_bytes += size;
+            } else if !refused && shard.states[i] != BlobState::Strange {
+                planned += 1;
+                p.blobs.push(BlobDeletion {
+                    digest: shard.digest(i),
+                    size,
                 });
             }
         }
-    }
-
-    let mut planned_per_shard: HashMap<(Algorithm, String), usize> = HashMap::new();
-    c.blobs = inventory.blobs.len();
-    for blob in &inventory.blobs {
-        c.bytes += blob.size;
-        if marked.live_blobs.contains(&blob.digest) {
-            c.live_blobs += 1;
-            c.live_bytes += blob.size;
-            continue;
-        }
-        c.dead_blobs += 1;
-        c.dead_bytes += blob.size;
-        if young(blob.modified) {
-            c.too_young_blobs += 1;
-            c.too_young_bytes += blob.size;
-        } else if !refused && blob.state != BlobState::Strange {
-            *planned_per_shard
-                .entry((blob.digest.algorithm(), blob.digest.hex()[..2].to_string()))
-                .or_default() += 1;
-            p.blobs.push(BlobDeletion {
-                digest: blob.digest.clone(),
-                size: blob.size,
-            });
-        }
-    }
-
-    for shard in &inventory.shards {
-        let key = (shard.algorithm, shard.prefix.clone());
-        if planned_per_shard.get(&key) == Some(&shard.entries) {
+        if planned > 0 && planned == shard.entries {
             p.shards.push(ShardDeletion {
                 algorithm: shard.algorithm,
-                prefix: shard.prefix.clone(),
+                prefix: shard.prefix_hex(),
             });
         }
     }

@@ -74,6 +74,12 @@ pub trait Storage: Sync + Send {
     /// larger than `limit` bytes. Returns the file's metadata, taken from the open file.
     fn read_into(&self, key: &str, limit: u64, buf: &mut Vec<u8>) -> io::Result<Meta>;
 
+    /// Like [`Storage::read_into`] for a small file whose metadata the caller does not need:
+    /// the cheapest read the backend has (on a filesystem: open, one read, close).
+    fn read_small(&self, key: &str, limit: u64, buf: &mut Vec<u8>) -> io::Result<()> {
+        self.read_into(key, limit, buf).map(|_| ())
+    }
+
     /// Remove a file or a whole directory tree. A missing key is success: someone (maybe an
     /// earlier, interrupted run) already did the work.
     fn remove_all(&self, key: &str) -> io::Result<()>;
@@ -147,6 +153,25 @@ impl FsStorage {
     }
 }
 
+impl FsStorage {
+    fn open_nofollow(&self, key: &str) -> io::Result<fs::File> {
+        fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+            .open(self.path(key)?)
+            .map_err(|e| {
+                if e.raw_os_error() == Some(libc::ELOOP) {
+                    io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        "is a symbolic link (not followed)",
+                    )
+                } else {
+                    e
+                }
+            })
+    }
+}
+
 fn name_of(name: &OsStr) -> (String, bool) {
     match name.to_str() {
         Some(s) => (s.to_string(), true),
@@ -192,21 +217,7 @@ impl Storage for FsStorage {
     }
 
     fn read_into(&self, key: &str, limit: u64, buf: &mut Vec<u8>) -> io::Result<Meta> {
-        buf.clear();
-        let file = fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-            .open(self.path(key)?)
-            .map_err(|e| {
-                if e.raw_os_error() == Some(libc::ELOOP) {
-                    io::Error::new(
-                        io::ErrorKind::InvalidData,
-                        "is a symbolic link (not followed)",
-                    )
-                } else {
-                    e
-                }
-            })?;
+        let mut file = self.open_nofollow(key)?;
         let meta = file.metadata()?;
         if !meta.is_file() {
             return Err(io::Error::new(
@@ -217,16 +228,35 @@ impl Storage for FsStorage {
         if meta.len() > limit {
             return Err(too_large(limit));
         }
-        // take(limit + 1) guards against a file that grows while we read it.
-        file.take(limit + 1).read_to_end(buf)?;
-        if buf.len() as u64 > limit {
-            return Err(too_large(limit));
-        }
+        // Read exactly the size fstat gave: no extra read to find the end of the file.
+        buf.clear();
+        buf.resize(meta.len() as usize, 0);
+        file.read_exact(buf)?;
         Ok(Meta {
             kind: Kind::File,
             len: meta.len(),
             modified: meta.modified()?,
         })
+    }
+
+    fn read_small(&self, key: &str, limit: u64, buf: &mut Vec<u8>) -> io::Result<()> {
+        let mut file = self.open_nofollow(key)?;
+        // One read of limit + 1 bytes: a regular file returns all it has (a short read means
+        // the end), and a full buffer means the file is over the limit. A directory fails the
+        // read, a FIFO returns nothing (O_NONBLOCK), so neither is mistaken for content.
+        buf.clear();
+        buf.resize(limit as usize + 1, 0);
+        let n = loop {
+            match file.read(buf) {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                other => break other?,
+            }
+        };
+        if n > limit as usize {
+            return Err(too_large(limit));
+        }
+        buf.truncate(n);
+        Ok(())
     }
 
     fn remove_all(&self, key: &str) -> io::Result<()> {
@@ -293,6 +323,12 @@ mod tests {
         s.read_into("f", 5, &mut buf).unwrap();
         assert_eq!(buf, b"hello");
         assert!(s.read_into("f", 4, &mut buf).is_err());
+        s.read_small("f", 5, &mut buf).unwrap();
+        assert_eq!(buf, b"hello");
+        assert!(s.read_small("f", 4, &mut buf).is_err());
+        assert!(s.read_small("l", 100, &mut buf).is_err());
+        fs::create_dir(dir.path().join("d")).unwrap();
+        assert!(s.read_small("d", 100, &mut buf).is_err());
         let err = s.read_into("l", 100, &mut buf).unwrap_err();
         assert!(err.to_string().contains("symbolic link"), "{err}");
         assert_eq!(s.stat("l").unwrap().kind, Kind::Symlink);
