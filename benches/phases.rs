@@ -72,8 +72,8 @@ fn phases(c: &mut Criterion) {
             let live = LiveSet::new(&index);
             for (r, m) in repos.iter().zip(&manifests) {
                 let (_, blobs, _) = mark::mark_repository(r, m, mark_options, &display);
-                for d in &blobs {
-                    live.keep(&index, d);
+                for (d, size) in &blobs {
+                    live.keep(&index, d, *size);
                 }
             }
             live
@@ -86,12 +86,14 @@ fn phases(c: &mut Criterion) {
         .zip(&manifests)
         .map(|(r, m)| {
             let (rmark, blobs, _) = mark::mark_repository(r, m, mark_options, &display);
-            for d in &blobs {
-                live.keep(&index, d);
+            for (d, size) in &blobs {
+                live.keep(&index, d, *size);
             }
             rmark
         })
         .collect();
+    let mut index = index;
+    discover::stat_blobs(&storage, &mut index, |s, i| !live.contains(s, i));
     c.bench_function("plan", |b| {
         b.iter(|| {
             let repo_plans = repos

@@ -23,6 +23,109 @@ pub struct Cli {
 pub enum Command {
     /// Mark every blob reachable from live manifests and sweep the rest.
     Gc(GcArgs),
+    /// Delete tags (REPO:TAG), manifests (REPO@DIGEST) or, with --repository, whole
+    /// repositories (REPO), offline. Repository names may be globs (`team/*`, `**/cache`).
+    Delete(DeleteArgs),
+    /// Delete tags by cleanup policy (keep the newest N, older than, name regexes), offline.
+    Prune(PruneArgs),
+}
+
+/// Options shared by the commands that edit tags and repositories.
+#[derive(Debug, Args)]
+pub struct EditArgs {
+    /// List what would be deleted (and, with --gc, what the collector would then remove);
+    /// write nothing at all.
+    #[arg(short = 'd', long)]
+    pub dry_run: bool,
+
+    /// Collect garbage right after, under the same lock, as `gc --delete-untagged` does: the
+    /// manifests the removed tags leave untagged go, with the blobs only they used.
+    #[arg(long)]
+    pub gc: bool,
+
+    /// With --gc: keep anything modified more recently than this.
+    #[arg(long, value_name = "DURATION", default_value = "1h", value_parser = parse_duration, requires = "gc")]
+    pub min_age: Duration,
+
+    /// Worker threads (default: 32 per core, 16 to 128: the work waits on the disk).
+    #[arg(short = 'j', long, value_name = "N")]
+    pub jobs: Option<usize>,
+
+    /// No summary; errors still go to stderr (for cron).
+    #[arg(short = 'q', long)]
+    pub quiet: bool,
+
+    /// With --gc: list every item the collector deleted.
+    #[arg(short = 'v', long)]
+    pub verbose: bool,
+
+    /// Write the JSON report to PATH (`-` for stdout, which then carries only the JSON).
+    #[arg(long, value_name = "PATH")]
+    pub json: Option<PathBuf>,
+
+    /// Wait for another run's lock instead of exiting.
+    #[arg(long)]
+    pub wait: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DeleteArgs {
+    /// The storage root (the directory holding docker/registry/v2), or the registry's config.yml.
+    pub target: PathBuf,
+
+    /// What to delete: REPO:TAG (the tag; its manifest stays, untagged), REPO@DIGEST (the
+    /// manifest and every tag pointing at it), or REPO with --repository.
+    #[arg(required = true, value_name = "REF")]
+    pub refs: Vec<String>,
+
+    /// Allow bare REPO references, each deleting a whole repository (repositories nested
+    /// below it stay).
+    #[arg(long)]
+    pub repository: bool,
+
+    #[command(flatten)]
+    pub edit: EditArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct PruneArgs {
+    /// The storage root (the directory holding docker/registry/v2), or the registry's config.yml.
+    pub target: PathBuf,
+
+    /// Keep the N most recently pushed candidate tags of each repository.
+    #[arg(long, value_name = "N")]
+    pub keep_n: Option<usize>,
+
+    /// Delete only candidate tags last pushed longer ago than this (e.g. 30d).
+    #[arg(long, value_name = "DURATION")]
+    pub older_than: Option<String>,
+
+    /// Candidate tags: those whose whole name matches RE (default: all).
+    #[arg(long, value_name = "RE")]
+    pub name_regex_delete: Option<String>,
+
+    /// Never delete tags whose whole name matches RE (wins over --name-regex-delete).
+    #[arg(long, value_name = "RE")]
+    pub name_regex_keep: Option<String>,
+
+    /// Keep the tag `latest` whatever the other rules say (`--keep-latest=false` to let it go).
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true",
+          action = clap::ArgAction::Set)]
+    pub keep_latest: Option<bool>,
+
+    /// Only repositories matching GLOB (repeatable; default: all).
+    #[arg(long = "repository", value_name = "GLOB")]
+    pub repositories: Vec<String>,
+
+    /// Rules from a JSON file: {"rules": [{"repository": GLOB, "keep_n": N, "older_than":
+    /// "30d", "name_regex_delete": RE, "name_regex_keep": RE, "keep_latest": BOOL}, ...]}; the
+    /// first rule whose glob matches a repository applies to it.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["keep_n", "older_than",
+          "name_regex_delete", "name_regex_keep", "keep_latest", "repositories"])]
+    pub policy: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub edit: EditArgs,
 }
 
 #[derive(Debug, Args)]
@@ -44,7 +147,7 @@ pub struct GcArgs {
     #[arg(long, value_name = "DURATION", default_value = "1h", value_parser = parse_duration)]
     pub min_age: Duration,
 
-    /// Worker threads (default: all cores).
+    /// Worker threads (default: 32 per core, 16 to 128: the work waits on the disk).
     #[arg(short = 'j', long, value_name = "N")]
     pub jobs: Option<usize>,
 
@@ -71,12 +174,7 @@ pub struct GcArgs {
     pub unsafe_ignore_errors: bool,
 }
 
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    if s.trim() == "0" {
-        return Ok(Duration::ZERO);
-    }
-    humantime::parse_duration(s).map_err(|e| format!("{e} (examples: 30m, 1h, 7d, 0)"))
-}
+pub use regsweep::parse_duration;
 
 #[cfg(test)]
 mod tests {

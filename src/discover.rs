@@ -1,7 +1,8 @@
 //! Discover: walk the storage into a compact [`BlobIndex`] and one [`Repository`] at a time.
 //!
-//! The blob store is listed shard by shard (`blobs/<alg>/<xx>`) and each blob's `data` is
-//! stat'ed, never opened: the directory name already is the digest. Repositories are found at
+//! The blob store is listed shard by shard (`blobs/<alg>/<xx>`): the directory name already is
+//! the digest. A blob's `data` is stat'ed (never opened) only after the mark, and only when the
+//! answer needs it ([`stat_blobs`]). Repositories are found at
 //! any depth (a directory holding `_manifests` is one; `_`-prefixed components never are);
 //! each is then read on its own (tags, revisions, layer links), so that the driver can mark it
 //! and let it go before reading the next: memory stays bounded by the blob index. Link files are
@@ -34,7 +35,12 @@ pub enum BlobState {
     /// `data` exists but is not a regular file (a directory, a link): not understood, never
     /// touched.
     Strange,
+    /// Listed, then gone before it was stat'ed: someone else removed it. Not counted.
+    Gone,
 }
+
+/// A size not yet known: the blob was listed but neither stat'ed nor declared by a descriptor.
+pub const UNKNOWN_SIZE: u64 = u64::MAX;
 
 /// The blob store, listed shard by shard and kept compact: per blob only its digest bytes,
 /// size, modification time (whole seconds) and state, in struct-of-arrays form, about 49 bytes
@@ -55,8 +61,9 @@ pub struct BlobShard {
     pub entries: usize,
     width: usize,
     digests: Vec<u8>,
-    pub sizes: Vec<u64>,
-    /// Seconds since the epoch.
+    /// Declared by a live descriptor, or from stat; [`UNKNOWN_SIZE`] until one of them says.
+    pub sizes: Vec<AtomicU64>,
+    /// Seconds since the epoch (only known for stat'ed blobs).
     pub modified: Vec<i64>,
     pub states: Vec<BlobState>,
 }
@@ -145,6 +152,9 @@ pub struct Tag {
     pub name: String,
     pub current: LinkTarget,
     pub modified: SystemTime,
+    /// Modification time of `current/link` (when the tag was last pushed), if the file exists
+    /// and times were asked for.
+    pub pushed: Option<SystemTime>,
     /// Every digest the tag has pointed at (`tags/<tag>/index`); only listed when asked for.
     pub history: Vec<Digest>,
 }
@@ -206,7 +216,8 @@ fn list_optional(storage: &dyn Storage, key: &str, diags: &mut Diagnostics) -> O
     }
 }
 
-/// List the blob store: every `blobs/<alg>/<xx>` shard in parallel, each blob's `data` stat'ed.
+/// List the blob store: every `blobs/<alg>/<xx>` shard in parallel. Sizes, times and states
+/// are filled in later by [`stat_blobs`].
 pub fn discover_blobs(storage: &dyn Storage, counters: &Counters) -> (BlobIndex, Diagnostics) {
     let mut diags = Diagnostics::default();
     let mut shard_keys = Vec::new();
@@ -279,15 +290,15 @@ fn discover_shard(storage: &dyn Storage, alg: Algorithm, prefix: u8) -> (BlobSha
             Vec::new()
         }
     };
-    let mut found: Vec<(Digest, u64, i64, BlobState)> = Vec::with_capacity(entries.len());
+    let mut found: Vec<Digest> = Vec::with_capacity(entries.len());
     let entry_count = entries.len();
     for entry in entries {
-        let key = format!("{shard_key}/{}", entry.name);
+        let key = || format!("{shard_key}/{}", entry.name);
         let digest = match Digest::from_parts(alg, &entry.name) {
             Ok(d) if entry.utf8 && entry.name.starts_with(&prefix_hex) => d,
             _ => {
                 diags.warn(
-                    storage.display(&key),
+                    storage.display(&key()),
                     "not a blob directory name; left alone",
                 );
                 continue;
@@ -295,7 +306,7 @@ fn discover_shard(storage: &dyn Storage, alg: Algorithm, prefix: u8) -> (BlobSha
         };
         if entry.kind != Kind::Dir {
             diags.warn(
-                storage.display(&key),
+                storage.display(&key()),
                 if entry.kind == Kind::Symlink {
                     "blob directory is a symbolic link; not followed, left alone"
                 } else {
@@ -304,33 +315,9 @@ fn discover_shard(storage: &dyn Storage, alg: Algorithm, prefix: u8) -> (BlobSha
             );
             continue;
         }
-        let data_key = layout::blob_data(&digest);
-        match storage.stat(&data_key) {
-            Ok(meta) if meta.kind == Kind::File => found.push((
-                digest,
-                meta.len,
-                epoch_seconds(meta.modified),
-                BlobState::Present,
-            )),
-            Ok(meta) => {
-                diags.warn(
-                    storage.display(&data_key),
-                    "blob data is not a regular file; left alone",
-                );
-                found.push((digest, 0, epoch_seconds(meta.modified), BlobState::Strange));
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => match storage.stat(&key) {
-                Ok(meta) => {
-                    found.push((digest, 0, epoch_seconds(meta.modified), BlobState::NoData))
-                }
-                // Vanished between listing and stat: someone else removed it.
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => diags.error(storage.display(&key), format!("cannot stat: {e}")),
-            },
-            Err(e) => diags.error(storage.display(&data_key), format!("cannot stat: {e}")),
-        }
+        found.push(digest);
     }
-    found.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    found.sort_unstable();
     let width = alg.hex_len() / 2;
     let mut shard = BlobShard {
         algorithm: alg,
@@ -342,13 +329,80 @@ fn discover_shard(storage: &dyn Storage, alg: Algorithm, prefix: u8) -> (BlobSha
         modified: Vec::with_capacity(found.len()),
         states: Vec::with_capacity(found.len()),
     };
-    for (d, size, modified, state) in found {
+    for d in found {
         shard.digests.extend_from_slice(d.bytes());
-        shard.sizes.push(size);
-        shard.modified.push(modified);
-        shard.states.push(state);
+        shard.sizes.push(AtomicU64::new(UNKNOWN_SIZE));
+        shard.modified.push(0);
+        shard.states.push(BlobState::Present);
     }
     (shard, diags)
+}
+
+/// Stat the `data` of every blob for which `needs(shard, position)` holds (after the mark:
+/// the blobs that may be deleted) or whose size is still unknown (live blobs no descriptor
+/// sized), filling
+/// in size, modification time and state. Live blobs with declared sizes are never touched:
+/// on a cold cache, not stat'ing them saves two random reads per blob.
+pub fn stat_blobs(
+    storage: &dyn Storage,
+    index: &mut BlobIndex,
+    needs: impl Fn(usize, usize) -> bool + Sync,
+) -> Diagnostics {
+    let per_shard: Vec<Diagnostics> = index
+        .shards
+        .par_iter_mut()
+        .enumerate()
+        .map(|(s, shard)| {
+            let mut diags = Diagnostics::default();
+            for i in 0..shard.len() {
+                if needs(s, i) || *shard.sizes[i].get_mut() == UNKNOWN_SIZE {
+                    stat_blob(storage, shard, i, &mut diags);
+                }
+            }
+            diags
+        })
+        .collect();
+    let mut diags = Diagnostics::default();
+    for d in per_shard {
+        diags.merge(d);
+    }
+    diags
+}
+
+fn stat_blob(storage: &dyn Storage, shard: &mut BlobShard, i: usize, diags: &mut Diagnostics) {
+    let digest = shard.digest(i);
+    let data_key = layout::blob_data(&digest);
+    let (size, modified, state) = match storage.stat(&data_key) {
+        Ok(meta) if meta.kind == Kind::File => {
+            (meta.len, epoch_seconds(meta.modified), BlobState::Present)
+        }
+        Ok(meta) => {
+            diags.warn(
+                storage.display(&data_key),
+                "blob data is not a regular file; left alone",
+            );
+            (0, epoch_seconds(meta.modified), BlobState::Strange)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let dir = layout::blob_dir(&digest);
+            match storage.stat(&dir) {
+                Ok(meta) => (0, epoch_seconds(meta.modified), BlobState::NoData),
+                // Vanished between listing and stat: someone else removed it.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => (0, 0, BlobState::Gone),
+                Err(e) => {
+                    diags.error(storage.display(&dir), format!("cannot stat: {e}"));
+                    (0, i64::MAX, BlobState::Strange)
+                }
+            }
+        }
+        Err(e) => {
+            diags.error(storage.display(&data_key), format!("cannot stat: {e}"));
+            (0, i64::MAX, BlobState::Strange)
+        }
+    };
+    *shard.sizes[i].get_mut() = size;
+    shard.modified[i] = modified;
+    shard.states[i] = state;
 }
 
 /// Every repository name in the registry, sorted.
@@ -584,7 +638,12 @@ impl RepoWalker<'_> {
                 }
             }
             let current_key = layout::tag_current_link(name, &entry.name);
-            let (current, modified) = self.read_link(&current_key).unwrap_or_else(|| {
+            let read = self.read_link(&current_key);
+            let pushed = match &read {
+                Some((_, modified)) if self.link_times => Some(*modified),
+                _ => None,
+            };
+            let (current, modified) = read.unwrap_or_else(|| {
                 let modified = self
                     .storage
                     .stat(&layout::tag_dir(name, &entry.name))
@@ -604,12 +663,29 @@ impl RepoWalker<'_> {
                 name: entry.name,
                 current,
                 modified,
+                pushed,
                 history,
             });
         }
         tags.sort_by(|a, b| a.name.cmp(&b.name));
         tags
     }
+}
+
+/// The tags of one repository, with the modification time of each `current/link` (the time of
+/// the last push), sorted by name. The flag is false when the tags directory could not be
+/// listed completely.
+pub fn discover_tags(storage: &dyn Storage, name: &str) -> (Vec<Tag>, bool, Diagnostics) {
+    let mut w = RepoWalker {
+        storage,
+        link_times: true,
+        name,
+        diags: Diagnostics::default(),
+        complete: true,
+        buf: Vec::with_capacity(256),
+    };
+    let tags = w.tags(false);
+    (tags, w.complete, w.diags)
 }
 
 pub fn discover_repository(

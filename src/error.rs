@@ -21,6 +21,10 @@ pub enum Error {
     /// without filesystem storage). Nothing has been touched.
     #[error("{path}: {message}")]
     Target { path: PathBuf, message: String },
+    /// The command's arguments name things that do not exist or make no sense (one message
+    /// per problem). Nothing has been touched.
+    #[error("{}", .0.join("\nregsweep: error: "))]
+    Usage(Vec<String>),
     /// Another run holds the lock on this storage.
     #[error("{path}: {message}")]
     Locked { path: PathBuf, message: String },

@@ -58,6 +58,14 @@ pub fn repository_dir(repo: &str) -> String {
     format!("{REPOSITORIES}/{repo}")
 }
 
+pub fn manifests_dir(repo: &str) -> String {
+    format!("{REPOSITORIES}/{repo}/{MANIFESTS_DIR}")
+}
+
+pub fn layers_dir(repo: &str) -> String {
+    format!("{REPOSITORIES}/{repo}/_layers")
+}
+
 pub fn revisions_alg_dir(repo: &str, alg: Algorithm) -> String {
     format!("{REPOSITORIES}/{repo}/_manifests/revisions/{alg}")
 }

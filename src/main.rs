@@ -2,19 +2,25 @@
 
 mod cli;
 
-use std::io::{IsTerminal, Write};
+use std::io::{self, IsTerminal, Write};
+use std::path::Path;
 use std::process::ExitCode;
+use std::time::SystemTime;
 
 use clap::Parser;
-use regsweep::error::Error;
-use regsweep::report::GcReport;
+use regsweep::delete::Reference;
+use regsweep::error::{Error, Problem};
+use regsweep::prune::{self, Rule, RuleSpec};
+use regsweep::report::{EditReport, GcReport};
 use regsweep::storage::FsStorage;
-use regsweep::{gc, target, GcOptions};
+use regsweep::{gc, target, EditOptions, GcOptions};
 
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
     match cli.command {
         cli::Command::Gc(args) => run_gc(args),
+        cli::Command::Delete(args) => run_delete(args),
+        cli::Command::Prune(args) => run_prune(args),
     }
 }
 
@@ -22,24 +28,114 @@ fn fail(err: &Error) -> ExitCode {
     eprintln!("regsweep: error: {err}");
     match err {
         Error::Locked { .. } => ExitCode::from(1),
-        // The sweep never started: nothing was touched.
-        Error::Io { .. } | Error::Target { .. } => ExitCode::from(2),
+        // Nothing was touched.
+        Error::Io { .. } | Error::Target { .. } | Error::Usage(_) => ExitCode::from(2),
     }
 }
 
-fn run_gc(args: cli::GcArgs) -> ExitCode {
-    if let Some(jobs) = args.jobs {
-        if jobs == 0 {
-            eprintln!("regsweep: error: --jobs must be at least 1");
-            return ExitCode::from(2);
+fn usage(messages: &[String]) -> ExitCode {
+    fail(&Error::Usage(messages.to_vec()))
+}
+
+fn set_jobs(jobs: Option<usize>) -> Result<(), ExitCode> {
+    let jobs = jobs.unwrap_or_else(regsweep::default_jobs);
+    if jobs == 0 {
+        return Err(usage(&["--jobs must be at least 1".into()]));
+    }
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(jobs)
+        .build_global()
+        .map_err(|e| usage(&[format!("cannot start {jobs} worker threads: {e}")]))
+}
+
+/// What every command's report offers the binary.
+trait Output {
+    fn problems(&self) -> Vec<(&'static str, &Problem)>;
+    fn write_json(&self, out: &mut dyn Write) -> io::Result<()>;
+    fn write_human(&self, out: &mut dyn Write, verbose: bool) -> io::Result<()>;
+    fn exit_code(&self) -> i32;
+}
+
+fn problems_of(r: &GcReport) -> impl Iterator<Item = (&'static str, &Problem)> {
+    let w = r.warnings.iter().map(|p| ("warning", p));
+    w.chain(r.errors.iter().map(|p| ("error", p)))
+}
+
+impl Output for GcReport {
+    fn problems(&self) -> Vec<(&'static str, &Problem)> {
+        problems_of(self).collect()
+    }
+    fn write_json(&self, out: &mut dyn Write) -> io::Result<()> {
+        GcReport::write_json(self, out)
+    }
+    fn write_human(&self, out: &mut dyn Write, verbose: bool) -> io::Result<()> {
+        GcReport::write_human(self, out, verbose)
+    }
+    fn exit_code(&self) -> i32 {
+        GcReport::exit_code(self)
+    }
+}
+
+impl Output for EditReport {
+    fn problems(&self) -> Vec<(&'static str, &Problem)> {
+        let mut all: Vec<_> = self.warnings.iter().map(|p| ("warning", p)).collect();
+        all.extend(self.errors.iter().map(|p| ("error", p)));
+        if let Some(gc) = &self.gc {
+            all.extend(problems_of(gc));
         }
-        if let Err(e) = rayon::ThreadPoolBuilder::new()
-            .num_threads(jobs)
-            .build_global()
+        all
+    }
+    fn write_json(&self, out: &mut dyn Write) -> io::Result<()> {
+        EditReport::write_json(self, out)
+    }
+    fn write_human(&self, out: &mut dyn Write, verbose: bool) -> io::Result<()> {
+        EditReport::write_human(self, out, verbose)
+    }
+    fn exit_code(&self) -> i32 {
+        EditReport::exit_code(self)
+    }
+}
+
+/// Problems to stderr (one line each, path first, so they can be grepped), the JSON report
+/// where asked, the human summary on stdout unless quiet or stdout carries the JSON.
+fn finish(report: &dyn Output, json: Option<&Path>, quiet: bool, verbose: bool) -> ExitCode {
+    {
+        let mut err = io::stderr().lock();
+        for (severity, p) in report.problems() {
+            let _ = writeln!(err, "regsweep: {severity}: {}: {}", p.path, p.message);
+        }
+    }
+    let json_to_stdout = json == Some(Path::new("-"));
+    if let Some(path) = json {
+        let written = if json_to_stdout {
+            report.write_json(&mut io::stdout().lock())
+        } else {
+            std::fs::File::create(path).and_then(|f| report.write_json(&mut io::BufWriter::new(f)))
+        };
+        if let Err(e) = written {
+            eprintln!(
+                "regsweep: error: {}: cannot write JSON report: {e}",
+                path.display()
+            );
+            return ExitCode::from(1);
+        }
+    }
+    if !quiet && !json_to_stdout {
+        let mut out = io::stdout().lock();
+        if report
+            .write_human(&mut out, verbose)
+            .and_then(|()| out.flush())
+            .is_err()
         {
-            eprintln!("regsweep: error: cannot start {jobs} worker threads: {e}");
-            return ExitCode::from(2);
+            return ExitCode::from(1);
         }
+    }
+    ExitCode::from(report.exit_code() as u8)
+}
+
+fn run_gc(args: cli::GcArgs) -> ExitCode {
+    if let Err(code) = set_jobs(args.jobs) {
+        return code;
     }
     let root = match target::resolve(&args.target) {
         Ok(root) => root,
@@ -51,48 +147,94 @@ fn run_gc(args: cli::GcArgs) -> ExitCode {
         min_age: args.min_age,
         ignore_errors: args.unsafe_ignore_errors,
         wait_for_lock: args.wait,
-        progress: !args.quiet && std::io::stderr().is_terminal(),
+        progress: !args.quiet && io::stderr().is_terminal(),
     };
-    let report = match gc(&FsStorage::new(root), &options) {
-        Ok(report) => report,
-        Err(e) => return fail(&e),
-    };
-    print_problems(&report);
-    let json_to_stdout = args.json.as_deref() == Some(std::path::Path::new("-"));
-    if let Some(path) = &args.json {
-        let written = if json_to_stdout {
-            report.write_json(std::io::stdout().lock())
-        } else {
-            std::fs::File::create(path).and_then(|f| report.write_json(std::io::BufWriter::new(f)))
-        };
-        if let Err(e) = written {
-            eprintln!(
-                "regsweep: error: {}: cannot write JSON report: {e}",
-                path.display()
-            );
-            return ExitCode::from(1);
-        }
+    match gc(&FsStorage::new(root), &options) {
+        Ok(report) => finish(&report, args.json.as_deref(), args.quiet, args.verbose),
+        Err(e) => fail(&e),
     }
-    if !args.quiet && !json_to_stdout {
-        let mut out = std::io::stdout().lock();
-        if report
-            .write_human(&mut out, args.verbose)
-            .and_then(|()| out.flush())
-            .is_err()
-        {
-            return ExitCode::from(1);
-        }
-    }
-    ExitCode::from(report.exit_code() as u8)
 }
 
-/// Problems go to stderr, one line each with the path first, so they can be grepped.
-fn print_problems(report: &GcReport) {
-    let mut err = std::io::stderr().lock();
-    for p in &report.warnings {
-        let _ = writeln!(err, "regsweep: warning: {}: {}", p.path, p.message);
+fn edit_options(args: &cli::EditArgs) -> EditOptions {
+    EditOptions {
+        dry_run: args.dry_run,
+        wait_for_lock: args.wait,
+        gc: args.gc.then(|| GcOptions {
+            dry_run: args.dry_run,
+            // Removing tags frees space only once their untagged manifests go.
+            delete_untagged: true,
+            min_age: args.min_age,
+            ignore_errors: false,
+            wait_for_lock: args.wait,
+            progress: !args.quiet && io::stderr().is_terminal(),
+        }),
     }
-    for p in &report.errors {
-        let _ = writeln!(err, "regsweep: error: {}: {}", p.path, p.message);
+}
+
+fn run_edit(
+    args: &cli::EditArgs,
+    target: &Path,
+    command: &str,
+    select: Box<regsweep::Selector<'_>>,
+) -> ExitCode {
+    if let Err(code) = set_jobs(args.jobs) {
+        return code;
     }
+    let root = match target::resolve(target) {
+        Ok(root) => root,
+        Err(e) => return fail(&e),
+    };
+    match regsweep::edit(&FsStorage::new(root), command, &edit_options(args), select) {
+        Ok(report) => finish(&report, args.json.as_deref(), args.quiet, args.verbose),
+        Err(e) => fail(&e),
+    }
+}
+
+fn run_delete(args: cli::DeleteArgs) -> ExitCode {
+    let (refs, errors): (Vec<_>, Vec<_>) = args
+        .refs
+        .iter()
+        .map(|r| Reference::parse(r, args.repository))
+        .partition(Result::is_ok);
+    if !errors.is_empty() {
+        let errors: Vec<String> = errors.into_iter().filter_map(Result::err).collect();
+        return usage(&errors);
+    }
+    let refs: Vec<Reference> = refs.into_iter().filter_map(Result::ok).collect();
+    let select = Box::new(
+        move |storage: &dyn regsweep::storage::Storage, names: &[String]| {
+            regsweep::delete::resolve(storage, names, &refs)
+        },
+    );
+    run_edit(&args.edit, &args.target, "delete", select)
+}
+
+fn run_prune(args: cli::PruneArgs) -> ExitCode {
+    let from_flags = args.policy.is_none();
+    let rules: Result<Vec<Rule>, String> = match &args.policy {
+        Some(path) => prune::load_policy(path),
+        None => {
+            let spec = RuleSpec {
+                repository: None,
+                repositories: args.repositories.clone(),
+                keep_n: args.keep_n,
+                older_than: args.older_than.clone(),
+                name_regex_delete: args.name_regex_delete.clone(),
+                name_regex_keep: args.name_regex_keep.clone(),
+                keep_latest: args.keep_latest,
+            };
+            Rule::compile(&spec, "command line".into()).map(|r| vec![r])
+        }
+    };
+    let rules = match rules {
+        Ok(rules) => rules,
+        Err(e) => return usage(&[e]),
+    };
+    let now = SystemTime::now();
+    let select = Box::new(
+        move |storage: &dyn regsweep::storage::Storage, names: &[String]| {
+            prune::select(storage, names, &rules, from_flags, now)
+        },
+    );
+    run_edit(&args.edit, &args.target, "prune", select)
 }

@@ -66,6 +66,8 @@ pub struct Manifest {
     pub children: Vec<Digest>,
     /// The manifest this one refers to (signatures, SBOMs, attestations).
     pub subject: Option<Digest>,
+    /// Length of the manifest's bytes: the size of its blob.
+    pub len: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -239,6 +241,7 @@ impl Manifest {
             blobs,
             children,
             subject,
+            len: bytes.len() as u64,
         })
     }
 }

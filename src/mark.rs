@@ -57,6 +57,9 @@ pub struct Marked {
     pub diagnostics: Diagnostics,
 }
 
+/// A blob kept alive, with the size its descriptor declares (if one does).
+pub type LiveBlob = (Digest, Option<u64>);
+
 /// The live blobs: one bit per blob of the [`BlobIndex`], set from any thread without a lock.
 /// A digest the blob store does not hold (a missing layer, an alias) has no bit and needs none.
 #[derive(Debug)]
@@ -79,9 +82,14 @@ impl LiveSet {
         }
     }
 
-    pub fn keep(&self, index: &BlobIndex, d: &Digest) {
+    /// Mark a blob live, recording the size its descriptor declares (if any), so that live
+    /// blobs need no stat.
+    pub fn keep(&self, index: &BlobIndex, d: &Digest, size: Option<u64>) {
         if let Some((s, i)) = index.locate(d) {
             self.bits[s][i / 64].fetch_or(1 << (i % 64), Ordering::Relaxed);
+            if let Some(size) = size {
+                index.shards[s].sizes[i].store(size, Ordering::Relaxed);
+            }
         }
     }
 
@@ -101,7 +109,7 @@ pub fn mark(
     options: Options,
     display: Display<'_>,
 ) -> Marked {
-    let per_repo: Vec<(RepoMark, Vec<Digest>, Diagnostics)> = repositories
+    let per_repo: Vec<(RepoMark, Vec<LiveBlob>, Diagnostics)> = repositories
         .par_iter()
         .map(|repo| mark_repository(repo, manifests, options, display))
         .collect();
@@ -113,7 +121,7 @@ pub fn mark(
         diagnostics: Diagnostics::default(),
     };
     for (repo_mark, blobs, diags) in per_repo {
-        marked.live_blobs.extend(blobs);
+        marked.live_blobs.extend(blobs.into_iter().map(|(d, _)| d));
         marked.repositories.push(repo_mark);
         marked.diagnostics.merge(diags);
     }
@@ -127,7 +135,7 @@ struct RepoMarker<'a> {
     display: Display<'a>,
     revisions: HashMap<&'a Digest, &'a Link>,
     layers: HashMap<&'a Digest, &'a Link>,
-    live_blobs: Vec<Digest>,
+    live_blobs: Vec<LiveBlob>,
     result: RepoMark,
     diags: Diagnostics,
 }
@@ -139,9 +147,9 @@ impl<'a> RepoMarker<'a> {
 
     /// Keep a blob a manifest of this repository references, and whatever the repository's
     /// layer link for it points at.
-    fn keep_blob(&mut self, digest: &Digest) {
+    fn keep_blob(&mut self, digest: &Digest, size: Option<u64>) {
         self.result.referenced.insert(digest.clone());
-        self.live_blobs.push(digest.clone());
+        self.live_blobs.push((digest.clone(), size));
         if let Some(link) = self.layers.get(digest) {
             self.keep_link_target(link);
         }
@@ -151,7 +159,7 @@ impl<'a> RepoMarker<'a> {
         match &link.target {
             Ok(target) => {
                 if *target != link.digest {
-                    self.live_blobs.push(target.clone());
+                    self.live_blobs.push((target.clone(), None));
                 }
             }
             // A sha256 link can only ever point at its own digest (the canonical digest of
@@ -214,14 +222,14 @@ impl<'a> RepoMarker<'a> {
         }
         for link in &repo.layers {
             if self.young(link.modified) {
-                self.live_blobs.push(link.digest.clone());
+                self.live_blobs.push((link.digest.clone(), None));
                 self.keep_link_target(link);
             }
         }
         (roots, referrers)
     }
 
-    fn run(mut self) -> (RepoMark, Vec<Digest>, Diagnostics) {
+    fn run(mut self) -> (RepoMark, Vec<LiveBlob>, Diagnostics) {
         let (mut stack, referrers) = self.roots();
         while let Some(d) = stack.pop() {
             if !self.result.live_manifests.insert(d.clone()) {
@@ -244,20 +252,25 @@ impl<'a> RepoMarker<'a> {
                             self.repo.name
                         ),
                     );
-                    self.live_blobs.push(d.clone());
+                    self.live_blobs.push((d.clone(), None));
                     continue;
                 }
             };
             if content != d {
-                self.live_blobs.push(d.clone());
+                self.live_blobs.push((d.clone(), None));
                 self.result.referenced.insert(content.clone());
             }
-            self.live_blobs.push(content.clone());
-            match self.manifests.get(&content) {
+            let loaded = self.manifests.get(&content);
+            let len = match loaded {
+                Some(Ok(m)) => Some(m.len),
+                _ => None,
+            };
+            self.live_blobs.push((content.clone(), len));
+            match loaded {
                 Some(Ok(m)) => {
                     let m = m.clone();
                     for blob in &m.blobs {
-                        self.keep_blob(&blob.digest);
+                        self.keep_blob(&blob.digest, blob.size);
                     }
                     for child in &m.children {
                         if !self.result.live_manifests.contains(child) {
@@ -280,13 +293,14 @@ impl<'a> RepoMarker<'a> {
 }
 
 /// Mark one repository: its live manifests, the digests its live manifests reference, and
-/// every blob digest it keeps alive (to be set in a [`LiveSet`] or collected).
+/// every blob digest it keeps alive with the size a descriptor declares for it (to be set in a
+/// [`LiveSet`] or collected).
 pub fn mark_repository(
     repo: &Repository,
     manifests: &Manifests,
     options: Options,
     display: Display<'_>,
-) -> (RepoMark, Vec<Digest>, Diagnostics) {
+) -> (RepoMark, Vec<LiveBlob>, Diagnostics) {
     RepoMarker {
         repo,
         manifests,
@@ -339,6 +353,7 @@ mod tests {
                 .collect(),
             children: vec![],
             subject: subject.map(d),
+            len: 0,
         }))
     }
 
@@ -348,6 +363,7 @@ mod tests {
             blobs: vec![],
             children: children.iter().map(|&c| d(c)).collect(),
             subject: None,
+            len: 0,
         }))
     }
 
@@ -360,6 +376,7 @@ mod tests {
                     name: t.to_string(),
                     current: Ok(d(*n)),
                     modified: old(),
+                    pushed: None,
                     history: vec![],
                 })
                 .collect(),
@@ -507,6 +524,7 @@ mod tests {
             }],
             children: vec![],
             subject: None,
+            len: 0,
         }));
         let map = [(d(1), manifest), (d(3), image(&[50], None))]
             .into_iter()

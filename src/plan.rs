@@ -195,7 +195,10 @@ pub fn assemble(
     for (s, shard) in index.shards.iter().enumerate() {
         let mut planned = 0;
         for i in 0..shard.len() {
-            let size = shard.sizes[i];
+            if shard.states[i] == BlobState::Gone {
+                continue;
+            }
+            let size = shard.sizes[i].load(std::sync::atomic::Ordering::Relaxed);
             c.blobs += 1;
             c.bytes += size;
             if live.contains(s, i) {

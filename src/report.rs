@@ -7,6 +7,7 @@ use std::io::{self, Write};
 
 use serde::{Deserialize, Serialize};
 
+use crate::edit::RepoEdits;
 use crate::error::Problem;
 use crate::plan::{BlobDeletion, Census, LayerLinkDeletion, ManifestDeletion, ShardDeletion};
 
@@ -181,6 +182,139 @@ impl GcReport {
         }
         for s in &d.shards {
             writeln!(out, "  shard dir   {}/{}", s.algorithm.name(), s.prefix)?;
+        }
+        Ok(())
+    }
+}
+
+/// Totals of an edit run (`delete` or `prune`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct EditSummary {
+    pub repositories_deleted: usize,
+    pub tags_deleted: usize,
+    pub manifests_deleted: usize,
+    /// Tags a policy considered and kept (prune only).
+    pub tags_kept: usize,
+    pub failed_deletions: usize,
+    pub elapsed_seconds: f64,
+}
+
+/// The report of `delete` and `prune`: what was (or, in a dry run, would be) removed per
+/// repository and why, and the collector's report when `--gc` ran it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EditReport {
+    pub version: u32,
+    /// `delete` or `prune`.
+    pub command: String,
+    pub dry_run: bool,
+    pub root: String,
+    /// True when problems (listed in `errors`) stopped the run before it changed anything.
+    pub refused: bool,
+    pub summary: EditSummary,
+    /// Only repositories with something removed.
+    pub repositories: Vec<RepoEdits>,
+    pub warnings: Vec<Problem>,
+    pub errors: Vec<Problem>,
+    /// The collector's report (`--gc`); in a dry run, what it would do after these edits.
+    pub gc: Option<GcReport>,
+}
+
+impl EditReport {
+    pub fn exit_code(&self) -> i32 {
+        let own = if self.refused || !self.errors.is_empty() || self.summary.failed_deletions > 0 {
+            1
+        } else {
+            0
+        };
+        own.max(self.gc.as_ref().map_or(0, GcReport::exit_code))
+    }
+
+    pub fn write_json(&self, mut out: impl Write) -> io::Result<()> {
+        serde_json::to_writer_pretty(&mut out, self)?;
+        writeln!(out)
+    }
+
+    pub fn write_human(&self, mut out: impl Write, verbose: bool) -> io::Result<()> {
+        let s = &self.summary;
+        writeln!(
+            out,
+            "regsweep {}{} on {}",
+            self.command,
+            if self.dry_run { " (dry run)" } else { "" },
+            self.root
+        )?;
+        let verb = if self.dry_run {
+            "would delete"
+        } else {
+            "deleted"
+        };
+        for r in &self.repositories {
+            if r.repository {
+                writeln!(out, "  {}: {verb} the whole repository", r.name)?;
+            }
+            for m in &r.manifests {
+                write!(out, "  {}@{}: {verb} the manifest", r.name, m.digest)?;
+                if !m.tags.is_empty() {
+                    write!(out, " and its tags {}", m.tags.join(", "))?;
+                }
+                writeln!(out)?;
+            }
+            for t in &r.tags {
+                write!(out, "  {}:{}: {verb}", r.name, t.tag)?;
+                if let Some(d) = &t.digest {
+                    write!(out, " (was {d}")?;
+                    if let Some(p) = &t.pushed {
+                        write!(out, ", pushed {p}")?;
+                    }
+                    write!(out, ")")?;
+                }
+                writeln!(out, "; {}", t.reason)?;
+            }
+        }
+        if self.refused {
+            writeln!(
+                out,
+                "REFUSED: {} error{} (listed on stderr); nothing was deleted.",
+                self.errors.len(),
+                if self.errors.len() == 1 { "" } else { "s" }
+            )?;
+        } else {
+            let mut line = format!(
+                "{} {} repositories, {} manifests, {} tags",
+                if self.dry_run {
+                    "Would delete"
+                } else {
+                    "Deleted"
+                },
+                s.repositories_deleted,
+                s.manifests_deleted,
+                s.tags_deleted
+            );
+            if self.command == "prune" {
+                line.push_str(&format!("; kept {} tags", s.tags_kept));
+            }
+            writeln!(out, "{line}.")?;
+        }
+        if s.failed_deletions > 0 {
+            writeln!(
+                out,
+                "FAILED: {} deletions (listed on stderr)",
+                s.failed_deletions
+            )?;
+        }
+        if !self.warnings.is_empty() {
+            writeln!(out, "Warnings: {} (listed on stderr)", self.warnings.len())?;
+        }
+        match &self.gc {
+            Some(gc) => {
+                writeln!(out)?;
+                gc.write_human(&mut out, verbose)?;
+            }
+            None if !self.dry_run && !self.refused => writeln!(
+                out,
+                "No blob was deleted: run `regsweep gc -m` (or pass --gc) to reclaim the space."
+            )?,
+            None => {}
         }
         Ok(())
     }

@@ -15,6 +15,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use rayon::prelude::*;
 
+use crate::edit::RepoEdits;
 use crate::error::Problem;
 use crate::layout;
 use crate::plan::{BlobDeletion, LayerLinkDeletion, ManifestDeletion, Plan, ShardDeletion};
@@ -125,4 +126,41 @@ pub fn sweep(storage: &dyn Storage, plan: &Plan, done: &AtomicU64) -> Outcome {
     outcome.blobs.sort();
     outcome.failures.sort();
     outcome
+}
+
+/// Carry out the edits of `delete` and `prune`: repositories in parallel, each one's keys in
+/// the order [`RepoEdits::keys`] gives. The first failure in a repository stops the rest of
+/// that repository's edits (a revision is never removed while a tag that names it could not
+/// be), and is reported with its path. Returns the repositories whose edits all succeeded.
+pub fn apply_edits(storage: &dyn Storage, edits: &[RepoEdits]) -> (Vec<RepoEdits>, Vec<Problem>) {
+    let done = AtomicU64::new(0);
+    let (mut ok, mut failed) = run_step(edits, &done, |e| {
+        for key in e.keys() {
+            remove(storage, &key).map_err(|p| vec![p])?;
+        }
+        if e.repository {
+            remove_empty_ancestors(storage, &layout::repository_dir(&e.name));
+        }
+        Ok(())
+    });
+    ok.sort_by(|a, b| a.name.cmp(&b.name));
+    failed.sort();
+    (ok, failed)
+}
+
+/// Remove a deleted repository's directory and the parents it leaves empty, up to (not
+/// including) `repositories/`. A directory that still holds anything (a nested repository)
+/// stays, and so do all above it.
+fn remove_empty_ancestors(storage: &dyn Storage, dir: &str) {
+    let mut dir = dir;
+    while dir.len() > layout::REPOSITORIES.len() && dir.starts_with(layout::REPOSITORIES) {
+        match storage.remove_empty_dir(dir) {
+            Ok(true) => {}
+            _ => break,
+        }
+        dir = match dir.rsplit_once('/') {
+            Some((parent, _)) => parent,
+            None => break,
+        };
+    }
 }
