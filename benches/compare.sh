@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Compare regsweep with the reference collector on the same synthetic registry, in one run.
 #
-#   benches/compare.sh [--runs N] [--dir DIR] [--out FILE] PRESET...
+#   benches/compare.sh [--runs N] [--cold-runs N] [--dir DIR] [--out FILE] PRESET...
 #
 # For each preset (small, medium, large) it generates the registry once (seed 1) under DIR
 # (default /tmp/regsweep-bench/PRESET), then times, alternating so that drift hits all three
@@ -10,18 +10,21 @@
 #   docker-registry garbage-collect --dry-run CFG   (the reference, distribution 2.8)
 #   find ROOT -type f | wc -l                       (merely listing the tree)
 # on a warm cache (after one untimed round) and on a cold one (page cache dropped before every
-# run; needs root, skipped otherwise). It quotes medians of N runs (default 5) and the peak RSS
-# reported by /usr/bin/time -v, and appends a Markdown table to FILE (default: stdout).
+# run; needs root, skipped otherwise). It quotes medians of N runs (default 5; --cold-runs sets
+# the cold count separately, 0 skips the cold cache) and the peak RSS reported by
+# /usr/bin/time -v, and appends a Markdown table to FILE (default: stdout).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 runs=5
+cold_runs=
 base=/tmp/regsweep-bench
 out=/dev/stdout
 presets=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --runs) runs=$2; shift 2 ;;
+    --cold-runs) cold_runs=$2; shift 2 ;;
     --dir) base=$2; shift 2 ;;
     --out) out=$2; shift 2 ;;
     -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
@@ -29,6 +32,7 @@ while [ $# -gt 0 ]; do
   esac
 done
 [ ${#presets[@]} -gt 0 ] || presets=(medium)
+[ -n "$cold_runs" ] || cold_runs=$runs
 command -v docker-registry >/dev/null || { echo "compare.sh: docker-registry is not installed" >&2; exit 2; }
 [ -x /usr/bin/time ] || { echo "compare.sh: /usr/bin/time is not installed (apt-get install time)" >&2; exit 2; }
 
@@ -71,7 +75,7 @@ for preset in "${presets[@]}"; do
   files=$(find "$root" -type f | wc -l)
 
   modes=(warm)
-  [ "$can_drop" = yes ] && modes+=(cold)
+  [ "$can_drop" = yes ] && [ "$cold_runs" -gt 0 ] && modes+=(cold)
   for mode in "${modes[@]}"; do
     tmp=$(mktemp -d)
     if [ "$mode" = warm ]; then  # one untimed round to warm the cache
@@ -79,14 +83,16 @@ for preset in "${presets[@]}"; do
       docker-registry garbage-collect --dry-run "$cfg" >/dev/null 2>&1
       find "$root" -type f | wc -l >/dev/null
     fi
-    for i in $(seq "$runs"); do
+    n=$runs
+    [ "$mode" = cold ] && n=$cold_runs
+    for i in $(seq "$n"); do
       [ "$mode" = cold ] && drop_caches
       measure "$regsweep" gc -d --min-age 0 -q "$root" >> "$tmp/regsweep"
       [ "$mode" = cold ] && drop_caches
       measure docker-registry garbage-collect --dry-run "$cfg" >> "$tmp/reference"
       [ "$mode" = cold ] && drop_caches
       measure sh -c "find '$root' -type f | wc -l" >> "$tmp/find"
-      echo "compare.sh: $preset $mode run $i/$runs done" >&2
+      echo "compare.sh: $preset $mode run $i/$n done" >&2
     done
     ours=$(cut -d' ' -f1 "$tmp/regsweep" | median)
     ref=$(cut -d' ' -f1 "$tmp/reference" | median)

@@ -131,6 +131,20 @@ pub fn uploads_dir(repo: &str) -> String {
     format!("{REPOSITORIES}/{repo}/_uploads")
 }
 
+/// Where a real sweep moves dead blobs before the last look, so that a blob a concurrent push
+/// made live can be put back. Beside `blobs/`, where the registry never looks: to the registry
+/// a blob in here is already deleted. Emptied and removed at the end of every run; a run that
+/// finds it (the previous one was killed) first puts everything back.
+pub const TRASH: &str = "docker/registry/v2/.regsweep-trash";
+
+/// Where directories go, in one rename, to be deleted: a kill never leaves one half-removed.
+pub const TRASH_GONE: &str = "docker/registry/v2/.regsweep-trash/gone";
+
+/// A blob's place in the trash: one flat directory per blob, named `<alg>-<hex>`.
+pub fn trash_entry(digest: &Digest) -> String {
+    format!("{TRASH}/{}-{}", digest.algorithm(), digest.hex())
+}
+
 /// Where regsweep keeps its lock: beside `blobs/` and `repositories/`, where the registry
 /// never looks.
 pub const LOCK_FILE: &str = "docker/registry/v2/.regsweep.lock";

@@ -19,6 +19,7 @@ pub mod parse;
 pub mod plan;
 pub mod progress;
 pub mod prune;
+pub mod recheck;
 pub mod report;
 pub mod select;
 pub mod storage;
@@ -29,10 +30,12 @@ pub mod target;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use rayon::prelude::*;
+use std::collections::HashSet;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
+use crate::digest::Digest;
 use crate::error::{Diagnostics, Error, Result};
 use crate::progress::Ticker;
 use crate::report::{Deleted, EditReport, EditSummary, GcReport, Summary, REPORT_VERSION};
@@ -98,7 +101,26 @@ pub fn gc(storage: &FsStorage, options: &GcOptions) -> Result<GcReport> {
 /// this is a dry run, holds the lock.
 pub fn collect(storage: &dyn Storage, root: &Path, options: &GcOptions) -> GcReport {
     let started = Instant::now();
-    let cutoff = cutoff(SystemTime::now(), options.min_age);
+    let run_start = SystemTime::now();
+    let cutoff = cutoff(run_start, options.min_age);
+    let mut diagnostics = Diagnostics::default();
+
+    // A killed run may have left dead blobs in the trash: put them all back first and let
+    // this run decide afresh. A dry run cannot, and says so.
+    let mut restored_from_trash = 0;
+    if options.dry_run {
+        if storage.stat(layout::TRASH).is_ok() {
+            diagnostics.warn(
+                storage.display(layout::TRASH),
+                "an interrupted run left blobs in the trash; the next real run puts them back \
+                 (this dry run counts them as deleted)",
+            );
+        }
+    } else {
+        let (restored, problems) = sweep::recover_trash(storage);
+        restored_from_trash = restored;
+        diagnostics.errors.extend(problems);
+    }
 
     let counters = Arc::new(discover::Counters::default());
     let ticker = {
@@ -113,7 +135,6 @@ pub fn collect(storage: &dyn Storage, root: &Path, options: &GcOptions) -> GcRep
             ))
         })
     };
-    let mut diagnostics = Diagnostics::default();
 
     // The blob store first: the live set is a bitset over its listing.
     let (index, diags) = discover::discover_blobs(storage, &counters);
@@ -171,7 +192,7 @@ pub fn collect(storage: &dyn Storage, root: &Path, options: &GcOptions) -> GcRep
     drop(ticker);
     diagnostics.sort();
 
-    let plan = plan::assemble(
+    let mut plan = plan::assemble(
         repo_plans,
         &index,
         &live,
@@ -180,6 +201,7 @@ pub fn collect(storage: &dyn Storage, root: &Path, options: &GcOptions) -> GcRep
     );
     drop(index);
 
+    let mut rescued = (0, 0, 0);
     let (deleted, failures) = if options.dry_run {
         (
             Deleted {
@@ -191,6 +213,27 @@ pub fn collect(storage: &dyn Storage, root: &Path, options: &GcOptions) -> GcRep
             Vec::new(),
         )
     } else {
+        // A second look before deleting anything: what a push made live while we marked is
+        // dropped from the plan (see recheck).
+        let look = |view: &dyn Storage, candidates: &HashSet<Digest>| {
+            let mut look =
+                recheck::look_again(view, candidates, run_start, options.delete_untagged, cutoff);
+            if options.ignore_errors {
+                let errors = std::mem::take(&mut look.diagnostics.errors);
+                look.diagnostics.warnings.extend(errors);
+            }
+            look
+        };
+        if !plan.refused && !plan.is_empty() {
+            let candidates = plan.blobs.iter().map(|b| b.digest.clone()).collect();
+            let second = look(storage, &candidates);
+            if second.diagnostics.errors.is_empty() {
+                rescued = recheck::narrow(&mut plan, &second);
+            } else {
+                plan.refuse();
+            }
+            diagnostics.merge(second.diagnostics);
+        }
         let done = Arc::new(AtomicU64::new(0));
         let total =
             (plan.manifests.len() + plan.layer_links.len() + plan.blobs.len() + plan.shards.len())
@@ -200,7 +243,9 @@ pub fn collect(storage: &dyn Storage, root: &Path, options: &GcOptions) -> GcRep
             bar.set_message("sweeping");
             bar.set_position(d.load(Ordering::Relaxed));
         });
-        let outcome = sweep::sweep(storage, &plan, &done);
+        let outcome = sweep::sweep(storage, &plan, &done, look);
+        rescued.2 += outcome.rescued_blobs;
+        diagnostics.merge(outcome.diagnostics);
         (
             Deleted {
                 blobs: outcome.blobs,
@@ -211,6 +256,7 @@ pub fn collect(storage: &dyn Storage, root: &Path, options: &GcOptions) -> GcRep
             outcome.failures,
         )
     };
+    diagnostics.sort();
 
     let summary = Summary {
         census: plan.census.clone(),
@@ -221,6 +267,10 @@ pub fn collect(storage: &dyn Storage, root: &Path, options: &GcOptions) -> GcRep
         deleted_layer_links: deleted.layer_links.len(),
         deleted_shards: deleted.shards.len(),
         failed_deletions: failures.len(),
+        rescued_manifests: rescued.0,
+        rescued_layer_links: rescued.1,
+        rescued_blobs: rescued.2,
+        restored_from_trash,
         elapsed_seconds: started.elapsed().as_secs_f64(),
     };
     let mut errors = diagnostics.errors;

@@ -90,6 +90,15 @@ impl Plan {
             && self.shards.is_empty()
     }
 
+    /// Refuse after all (a later look found the live set incomplete): plan nothing.
+    pub fn refuse(&mut self) {
+        self.refused = true;
+        self.manifests.clear();
+        self.layer_links.clear();
+        self.blobs.clear();
+        self.shards.clear();
+    }
+
     pub fn tag_index_entries(&self) -> usize {
         self.manifests.iter().map(|m| m.tags.len()).sum()
     }
@@ -219,7 +228,9 @@ pub fn assemble(
                 });
             }
         }
-        if planned > 0 && planned == shard.entries {
+        // A shard goes when the sweep empties it, or when it is empty already (left so by an
+        // interrupted sweep), so a second run ends where an uninterrupted one would.
+        if !refused && planned == shard.entries {
             p.shards.push(ShardDeletion {
                 algorithm: shard.algorithm,
                 prefix: shard.prefix_hex(),

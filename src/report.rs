@@ -25,6 +25,17 @@ pub struct Summary {
     pub deleted_layer_links: usize,
     pub deleted_shards: usize,
     pub failed_deletions: usize,
+    /// Dropped from the plan (or put back from the trash) because a look after the mark found
+    /// them live: pushes made during the run. Always 0 in a dry run.
+    #[serde(default)]
+    pub rescued_manifests: usize,
+    #[serde(default)]
+    pub rescued_layer_links: usize,
+    #[serde(default)]
+    pub rescued_blobs: usize,
+    /// Blobs an interrupted earlier run had left in the trash, put back before this run.
+    #[serde(default)]
+    pub restored_from_trash: usize,
     pub elapsed_seconds: f64,
 }
 
@@ -133,6 +144,21 @@ impl GcReport {
                 bytes(c.too_young_bytes),
                 c.too_young_manifests,
                 c.too_young_layer_links
+            )?;
+        }
+        let rescued = s.rescued_manifests + s.rescued_layer_links + s.rescued_blobs;
+        if rescued > 0 {
+            writeln!(
+                out,
+                "Kept because they became live during the run: {} manifests, {} layer links, {} blobs",
+                s.rescued_manifests, s.rescued_layer_links, s.rescued_blobs
+            )?;
+        }
+        if s.restored_from_trash > 0 {
+            writeln!(
+                out,
+                "Put back {} blobs an interrupted run had left in the trash",
+                s.restored_from_trash
             )?;
         }
         if s.failed_deletions > 0 {

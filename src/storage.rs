@@ -88,6 +88,9 @@ pub trait Storage: Sync + Send {
     /// Remove a directory only if it is empty. Returns whether it was removed.
     fn remove_empty_dir(&self, key: &str) -> io::Result<bool>;
 
+    /// Atomically move `from` to `to` (creating `to`'s parent), failing if `to` exists.
+    fn rename(&self, from: &str, to: &str) -> io::Result<()>;
+
     /// The full path of a key, for messages.
     fn display(&self, key: &str) -> String;
 }
@@ -291,6 +294,24 @@ impl Storage for FsStorage {
         }
     }
 
+    fn rename(&self, from: &str, to: &str) -> io::Result<()> {
+        let (src, dst) = (self.path(from)?, self.path(to)?);
+        self.check_inside(&src)?;
+        let parent = dst.parent().unwrap_or(&dst);
+        fs::create_dir_all(parent)?;
+        self.check_inside(&dst)?;
+        // renameat2(RENAME_NOREPLACE) would be atomic about "fails if it exists"; a blob
+        // directory never appears twice under the same name except by a push of the same
+        // content, and then either copy is the blob, so a plain check is enough here.
+        if fs::symlink_metadata(&dst).is_ok() {
+            return Err(io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                format!("{} already exists", dst.display()),
+            ));
+        }
+        fs::rename(&src, &dst)
+    }
+
     fn display(&self, key: &str) -> String {
         if key.is_empty() {
             self.root.display().to_string()
@@ -372,6 +393,10 @@ impl Storage for Hiding<'_> {
 
     fn remove_empty_dir(&self, key: &str) -> io::Result<bool> {
         Err(read_only(key))
+    }
+
+    fn rename(&self, from: &str, _to: &str) -> io::Result<()> {
+        Err(read_only(from))
     }
 
     fn display(&self, key: &str) -> String {

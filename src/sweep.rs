@@ -4,16 +4,23 @@
 //! starts, so that references always go before what they reference:
 //! 1. dead manifests: their tag-history entries, then the revision directory;
 //! 2. layer links no live manifest of their repository references;
-//! 3. blob directories;
+//! 3. blob directories: moved to the trash, then (after a last look, see [`crate::recheck`])
+//!    deleted or put back;
 //! 4. shard directories the sweep left empty (only if they really are empty now).
 //!
 //! An interrupted sweep therefore never leaves a live image pointing at a removed blob, and a
 //! second run finishes the job. A missing path is success (someone already removed it); any
 //! other failure is reported with its path and the sweep goes on with the rest.
 
+use std::collections::HashSet;
+use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use rayon::prelude::*;
+
+use crate::digest::Digest;
+use crate::error::Diagnostics;
+use crate::recheck::{Look, TrashView};
 
 use crate::edit::RepoEdits;
 use crate::error::Problem;
@@ -29,12 +36,33 @@ pub struct Outcome {
     pub blobs: Vec<BlobDeletion>,
     pub shards: Vec<ShardDeletion>,
     pub failures: Vec<Problem>,
+    /// Blobs moved to the trash and put back because the last look found them live.
+    pub rescued_blobs: usize,
+    /// What the last look found wrong (then every blob was put back).
+    pub diagnostics: Diagnostics,
 }
 
+/// Remove a directory tree so that a kill never leaves it half-removed: first move it, in one
+/// atomic rename, to `.regsweep-trash/gone/`, then delete it there. What a killed run leaves
+/// in `gone/` is deleted at the start of the next real run ([`recover_trash`]). A half-removed
+/// link directory (the `link` gone, the directory left) would otherwise look young to the next
+/// run, and an interrupted run would not end where an uninterrupted one does.
 fn remove(storage: &dyn Storage, key: &str) -> Result<(), Problem> {
-    storage
-        .remove_all(key)
-        .map_err(|e| Problem::new(storage.display(key), format!("cannot delete: {e}")))
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let gone = format!(
+        "{}/{}-{}",
+        layout::TRASH_GONE,
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    );
+    let fail = |e: io::Error| Problem::new(storage.display(key), format!("cannot delete: {e}"));
+    match storage.rename(key, &gone) {
+        Ok(()) => storage.remove_all(&gone).map_err(fail),
+        // Someone (an earlier, interrupted run) already removed it.
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        // Cannot move it (another filesystem mounted inside the tree, ...): delete in place.
+        Err(_) => storage.remove_all(key).map_err(fail),
+    }
 }
 
 /// Run `f` over `items` in parallel, splitting them into the ones that succeeded and the
@@ -67,7 +95,16 @@ where
         )
 }
 
-pub fn sweep(storage: &dyn Storage, plan: &Plan, done: &AtomicU64) -> Outcome {
+/// Execute `plan`. Dead blobs are first moved to the trash; `last_look` is then asked which of
+/// them something now references (see [`crate::recheck`]; it gets a view of the storage in
+/// which trashed blobs are still readable), those are put back, and the rest are deleted. If
+/// the last look has errors, every blob is put back.
+pub fn sweep(
+    storage: &dyn Storage,
+    plan: &Plan,
+    done: &AtomicU64,
+    last_look: impl FnOnce(&dyn Storage, &HashSet<Digest>) -> Look,
+) -> Outcome {
     let mut outcome = Outcome::default();
 
     let (manifests, failed) = run_step(&plan.manifests, done, |m| {
@@ -101,11 +138,43 @@ pub fn sweep(storage: &dyn Storage, plan: &Plan, done: &AtomicU64) -> Outcome {
     outcome.layer_links = links;
     outcome.failures.extend(failed);
 
-    let (blobs, failed) = run_step(&plan.blobs, done, |b| {
-        remove(storage, &layout::blob_dir(&b.digest)).map_err(|p| vec![p])
+    // Blobs: to the trash, a last look, back what is live, then delete the rest.
+    let (trashed, failed) = run_step(&plan.blobs, done, |b| {
+        let from = layout::blob_dir(&b.digest);
+        match storage.rename(&from, &layout::trash_entry(&b.digest)) {
+            Ok(()) => Ok(()),
+            // Someone (an earlier, interrupted run) already removed it.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(vec![Problem::new(
+                storage.display(&from),
+                format!("cannot move to the trash: {e}"),
+            )]),
+        }
+    });
+    outcome.failures.extend(failed);
+    let candidates: HashSet<Digest> = trashed.iter().map(|b| b.digest.clone()).collect();
+    let look = if candidates.is_empty() {
+        Look::default()
+    } else {
+        last_look(&TrashView::new(storage, &candidates), &candidates)
+    };
+    let keep_all = !look.diagnostics.errors.is_empty();
+    let (back, gone): (Vec<BlobDeletion>, Vec<BlobDeletion>) = trashed
+        .into_iter()
+        .partition(|b| keep_all || look.live_blobs.contains(&b.digest));
+    outcome.rescued_blobs = back.len();
+    for b in &back {
+        if let Err(p) = restore(storage, &b.digest) {
+            outcome.failures.push(p);
+        }
+    }
+    outcome.diagnostics = look.diagnostics;
+    let (blobs, failed) = run_step(&gone, &AtomicU64::new(0), |b| {
+        remove(storage, &layout::trash_entry(&b.digest)).map_err(|p| vec![p])
     });
     outcome.blobs = blobs;
     outcome.failures.extend(failed);
+    tidy_trash(storage);
 
     // A shard only goes if it is empty now: a blob pushed into it meanwhile keeps it.
     for shard in &plan.shards {
@@ -128,6 +197,81 @@ pub fn sweep(storage: &dyn Storage, plan: &Plan, done: &AtomicU64) -> Outcome {
     outcome
 }
 
+/// Remove the trash directories when nothing is left in them.
+fn tidy_trash(storage: &dyn Storage) {
+    let _ = storage.remove_empty_dir(layout::TRASH_GONE);
+    let _ = storage.remove_empty_dir(layout::TRASH);
+}
+
+/// Put a blob back from the trash. If the blob was pushed again meanwhile (its directory
+/// exists), the trashed copy is the same content and is simply removed.
+fn restore(storage: &dyn Storage, digest: &Digest) -> Result<(), Problem> {
+    let entry = layout::trash_entry(digest);
+    match storage.rename(&entry, &layout::blob_dir(digest)) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => remove(storage, &entry),
+        Err(e) => Err(Problem::new(
+            storage.display(&entry),
+            format!(
+                "cannot put back from the trash to {}: {e}",
+                storage.display(&layout::blob_dir(digest))
+            ),
+        )),
+    }
+}
+
+/// Put back everything a killed run left in the trash, before anything else happens: the
+/// mark then decides afresh. Returns how many blobs came back, and the problems.
+pub fn recover_trash(storage: &dyn Storage) -> (usize, Vec<Problem>) {
+    // Half-finished deletions of a killed run: finish them.
+    if let Err(e) = storage.remove_all(layout::TRASH_GONE) {
+        return (
+            0,
+            vec![Problem::new(
+                storage.display(layout::TRASH_GONE),
+                format!("cannot finish the deletions of an interrupted run: {e}"),
+            )],
+        );
+    }
+    let entries = match storage.list_dir(layout::TRASH) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return (0, Vec::new()),
+        Err(e) => {
+            return (
+                0,
+                vec![Problem::new(
+                    storage.display(layout::TRASH),
+                    format!("cannot list the trash of an interrupted run: {e}"),
+                )],
+            )
+        }
+    };
+    let mut restored = 0;
+    let mut problems = Vec::new();
+    for entry in entries {
+        let digest = entry
+            .name
+            .split_once('-')
+            .and_then(|(alg, hex)| format!("{alg}:{hex}").parse::<Digest>().ok());
+        match digest {
+            Some(d) if entry.utf8 && layout::trash_entry(&d).ends_with(&entry.name) => {
+                match restore(storage, &d) {
+                    Ok(()) => restored += 1,
+                    Err(p) => problems.push(p),
+                }
+            }
+            _ => problems.push(Problem::new(
+                storage.display(&format!("{}/{}", layout::TRASH, entry.name)),
+                "not a blob in regsweep's trash; left alone",
+            )),
+        }
+    }
+    if problems.is_empty() {
+        tidy_trash(storage);
+    }
+    (restored, problems)
+}
+
 /// Carry out the edits of `delete` and `prune`: repositories in parallel, each one's keys in
 /// the order [`RepoEdits::keys`] gives. The first failure in a repository stops the rest of
 /// that repository's edits (a revision is never removed while a tag that names it could not
@@ -143,6 +287,7 @@ pub fn apply_edits(storage: &dyn Storage, edits: &[RepoEdits]) -> (Vec<RepoEdits
         }
         Ok(())
     });
+    tidy_trash(storage);
     ok.sort_by(|a, b| a.name.cmp(&b.name));
     failed.sort();
     (ok, failed)

@@ -9,9 +9,11 @@ use std::path::Path;
 use std::time::{Duration, SystemTime};
 
 use regsweep::digest::Digest;
-use regsweep::manifest::Manifest;
 use regsweep::report::EditReport;
-use support::tree::{aged_copy, blobs_on_disk, gc_json, run, snapshot, v2, Run, TreeBuilder};
+use support::tree::{
+    aged_copy, assert_every_tag_pulls, gc_json, repository_names, run, snapshot, v2, Run,
+    TreeBuilder,
+};
 
 fn edit_json(args: &[&str]) -> (EditReport, Run) {
     let mut all = args.to_vec();
@@ -38,46 +40,6 @@ fn tags(root: &Path, repo: &str) -> BTreeSet<String> {
 fn current(root: &Path, repo: &str, tag: &str) -> Digest {
     let p = tags_dir(root, repo).join(format!("{tag}/current/link"));
     Digest::parse_link(&std::fs::read(p).unwrap()).unwrap()
-}
-
-fn repositories(root: &Path) -> BTreeSet<String> {
-    let base = v2(root).join("repositories");
-    walkdir::WalkDir::new(&base)
-        .into_iter()
-        .flatten()
-        .filter(|e| e.file_name() == "_manifests")
-        .map(|e| {
-            let p = e.path().parent().unwrap().strip_prefix(&base).unwrap();
-            p.to_str().unwrap().to_string()
-        })
-        .collect()
-}
-
-/// Every tag left in the tree must still pull: its manifest, every child at any depth and
-/// every blob they reference are on disk.
-fn assert_every_tag_pulls(root: &Path) {
-    let blobs = blobs_on_disk(root);
-    for repo in repositories(root) {
-        for tag in tags(root, &repo) {
-            let mut todo = vec![current(root, &repo, &tag)];
-            while let Some(d) = todo.pop() {
-                assert!(blobs.contains(&d), "{repo}:{tag}: manifest {d} is gone");
-                let hex = d.hex();
-                let bytes =
-                    std::fs::read(v2(root).join(format!("blobs/sha256/{}/{hex}/data", &hex[..2])))
-                        .unwrap();
-                let m = Manifest::parse(&bytes).unwrap();
-                for b in m.blobs.iter().filter(|b| !b.foreign) {
-                    assert!(
-                        blobs.contains(&b.digest),
-                        "{repo}:{tag}: blob {} is gone",
-                        b.digest
-                    );
-                }
-                todo.extend(m.children);
-            }
-        }
-    }
 }
 
 /// Add `tag` to `repo`, pointing where `like` points, last pushed `age` ago.
@@ -188,7 +150,7 @@ fn delete_by_digest_removes_the_revision_and_its_tags() {
 fn delete_repositories_by_name_and_glob_keeps_nested_ones() {
     let dir = aged_copy("registry");
     let root = dir.path().to_str().unwrap();
-    let all = repositories(dir.path());
+    let all = repository_names(dir.path());
     assert!(all.contains("team/app") && all.contains("team/app/cache"));
 
     // A bare name without --repository is refused: a forgotten tag must not delete a repository.
@@ -213,7 +175,7 @@ fn delete_repositories_by_name_and_glob_keeps_nested_ones() {
     let (r, out) = edit_json(&["delete", "--repository", root, "team/*"]);
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert_eq!(r.summary.repositories_deleted, 1);
-    let left = repositories(dir.path());
+    let left = repository_names(dir.path());
     assert!(!left.contains("team/app"));
     assert!(left.contains("team/app/cache"));
     assert!(!v2(dir.path())
@@ -226,7 +188,7 @@ fn delete_repositories_by_name_and_glob_keeps_nested_ones() {
     assert_eq!(r.repositories[0].name, "team/app/cache");
     assert!(!v2(dir.path()).join("repositories/team").exists());
     assert_eq!(
-        repositories(dir.path()),
+        repository_names(dir.path()),
         &all - &BTreeSet::from(["team/app".into(), "team/app/cache".into()])
     );
 

@@ -279,6 +279,22 @@ impl Client {
         digest
     }
 
+    /// PUT a manifest under a tag; the status and body, whatever they are.
+    pub fn try_put_manifest(
+        &self,
+        repo: &str,
+        reference: &str,
+        media_type: &str,
+        bytes: &[u8],
+    ) -> (u16, Vec<u8>) {
+        status_of(
+            self.agent
+                .put(&format!("{}/v2/{repo}/manifests/{reference}", self.base))
+                .set("Content-Type", media_type)
+                .send_bytes(bytes),
+        )
+    }
+
     pub fn delete_manifest(&self, repo: &str, digest: &Digest) {
         let (status, body) = status_of(
             self.agent

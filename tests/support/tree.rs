@@ -242,3 +242,59 @@ impl TreeBuilder {
         d
     }
 }
+
+fn tag_names(root: &Path, repo: &str) -> BTreeSet<String> {
+    match std::fs::read_dir(v2(root).join(format!("repositories/{repo}/_manifests/tags"))) {
+        Ok(rd) => rd
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect(),
+        Err(_) => BTreeSet::new(),
+    }
+}
+
+/// Every repository (a directory holding `_manifests`), by name.
+pub fn repository_names(root: &Path) -> BTreeSet<String> {
+    let base = v2(root).join("repositories");
+    walkdir::WalkDir::new(&base)
+        .into_iter()
+        .flatten()
+        .filter(|e| e.file_name() == "_manifests")
+        .map(|e| {
+            let p = e.path().parent().unwrap().strip_prefix(&base).unwrap();
+            p.to_str().unwrap().to_string()
+        })
+        .collect()
+}
+
+/// Every tag left in the tree must still pull: its manifest, every child at any depth and
+/// every blob they reference are on disk.
+pub fn assert_every_tag_pulls(root: &Path) {
+    let blobs = blobs_on_disk(root);
+    for repo in repository_names(root) {
+        for tag in tag_names(root, &repo) {
+            let link = v2(root).join(format!(
+                "repositories/{repo}/_manifests/tags/{tag}/current/link"
+            ));
+            let Ok(content) = std::fs::read(&link) else {
+                continue;
+            };
+            let mut todo = vec![Digest::parse_link(&content).unwrap()];
+            while let Some(d) = todo.pop() {
+                assert!(blobs.contains(&d), "{repo}:{tag}: manifest {d} is gone");
+                let hex = d.hex();
+                let bytes =
+                    std::fs::read(v2(root).join(format!("blobs/sha256/{}/{hex}/data", &hex[..2])))
+                        .unwrap();
+                let m = regsweep::manifest::Manifest::parse(&bytes).unwrap();
+                for b in m.blobs.iter().filter(|b| !b.foreign) {
+                    assert!(
+                        blobs.contains(&b.digest),
+                        "{repo}:{tag}: blob {} is gone",
+                        b.digest
+                    );
+                }
+                todo.extend(m.children);
+            }
+        }
+    }
+}

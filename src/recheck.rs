@@ -1,0 +1,192 @@
+//! Looking again: a real sweep re-reads the repositories before it deletes, and once more after
+//! it has moved dead blobs to the trash, so that pushes made while the run was marking are not
+//! broken.
+//!
+//! A push writes blobs, then layer links, then the manifest's revision link and tag. The first
+//! look (the mark) may have missed all of it. Each later look reads every repository again,
+//! with anything modified since the run started counted as young, so new revisions, tags and
+//! layer links are roots, and marks from them. What they keep is dropped from the plan (or
+//! taken back out of the trash).
+//!
+//! Why a trash: the registry checks that every blob a manifest references exists before it
+//! accepts the manifest. Once a dead blob is in the trash, a push that reuses it fails loudly
+//! (and the client uploads it again) instead of succeeding against a blob about to vanish; a
+//! push whose manifest was accepted before the move is seen by the last look, which puts the
+//! blob back. Only a manifest accepted in the instant between the move and the last look's
+//! reading of its repository can slip through; read-only mode closes that too (see README).
+
+use std::collections::{HashMap, HashSet};
+use std::io;
+use std::time::{Duration, SystemTime};
+
+use rayon::prelude::*;
+
+use crate::digest::Digest;
+use crate::discover;
+use crate::error::Diagnostics;
+use crate::layout;
+use crate::mark;
+use crate::parse;
+use crate::plan;
+use crate::storage::{Entry, Meta, Storage};
+
+/// What a look found still deletable, and what it found live among the candidates.
+#[derive(Debug, Default)]
+pub struct Look {
+    /// Candidate blobs something now references.
+    pub live_blobs: HashSet<Digest>,
+    /// (repository, digest) of manifests this look would delete too.
+    pub manifests: HashSet<(String, Digest)>,
+    /// (repository, digest) of layer links this look would delete too.
+    pub layer_links: HashSet<(String, Digest)>,
+    pub diagnostics: Diagnostics,
+}
+
+/// Clock skew and coarse timestamps: anything modified this long before the run started counts
+/// as modified during it.
+const SLACK: Duration = Duration::from_secs(2);
+
+/// Read every repository again and mark, with everything modified since `since` (minus a
+/// little slack) counted as young. `candidates` are the blobs still to be deleted; only those
+/// are tracked.
+pub fn look_again(
+    storage: &dyn Storage,
+    candidates: &HashSet<Digest>,
+    since: SystemTime,
+    delete_untagged: bool,
+    cutoff: SystemTime,
+) -> Look {
+    let cutoff = cutoff.min(since.checked_sub(SLACK).unwrap_or(SystemTime::UNIX_EPOCH));
+    let (names, diags) = discover::repository_names(storage);
+    let mut look = Look {
+        diagnostics: diags,
+        ..Look::default()
+    };
+    let discover_options = discover::Options {
+        tag_history: delete_untagged,
+        link_times: true,
+    };
+    let mark_options = mark::Options {
+        delete_untagged,
+        cutoff,
+    };
+    let plan_options = plan::Options {
+        delete_untagged,
+        cutoff,
+        ignore_errors: false,
+    };
+    let display = |key: &str| storage.display(key);
+    let counter = std::sync::atomic::AtomicU64::new(0);
+    let per_repo: Vec<(plan::RepoPlan, Vec<Digest>, Diagnostics)> = names
+        .into_par_iter()
+        .map_init(
+            || Vec::with_capacity(16 * 1024),
+            |buf, name| {
+                let (repo, mut diags) =
+                    discover::discover_repository(storage, name, discover_options);
+                let manifests = parse::load_repository(storage, &repo, buf, &counter);
+                let (rmark, blobs, mark_diags) =
+                    mark::mark_repository(&repo, &manifests, mark_options, &display);
+                diags.merge(mark_diags);
+                let live: Vec<Digest> = blobs
+                    .into_iter()
+                    .map(|(d, _)| d)
+                    .filter(|d| candidates.contains(d))
+                    .collect();
+                (
+                    plan::plan_repository(&repo, &rmark, plan_options),
+                    live,
+                    diags,
+                )
+            },
+        )
+        .collect();
+    for (p, live, diags) in per_repo {
+        look.live_blobs.extend(live);
+        look.manifests
+            .extend(p.manifests.into_iter().map(|m| (m.repository, m.digest)));
+        look.layer_links
+            .extend(p.layer_links.into_iter().map(|l| (l.repository, l.digest)));
+        look.diagnostics.merge(diags);
+    }
+    look
+}
+
+/// The storage as the last look must see it: blobs moved to the trash are still readable at
+/// their usual keys, because a push may have made one of them a live manifest again (the
+/// registry does not rewrite a blob it already has) and the look must read it to mark from it.
+pub struct TrashView<'a> {
+    inner: &'a dyn Storage,
+    /// `blobs/.../<hex>/data` -> `.regsweep-trash/<alg>-<hex>/data`.
+    moved: HashMap<String, String>,
+}
+
+impl<'a> TrashView<'a> {
+    pub fn new(inner: &'a dyn Storage, trashed: &HashSet<Digest>) -> TrashView<'a> {
+        let moved = trashed
+            .iter()
+            .map(|d| {
+                (
+                    layout::blob_data(d),
+                    format!("{}/{}", layout::trash_entry(d), layout::DATA_FILE),
+                )
+            })
+            .collect();
+        TrashView { inner, moved }
+    }
+
+    fn key<'k>(&'k self, key: &'k str) -> &'k str {
+        self.moved.get(key).map_or(key, String::as_str)
+    }
+}
+
+impl Storage for TrashView<'_> {
+    fn list_dir(&self, key: &str) -> io::Result<Vec<Entry>> {
+        self.inner.list_dir(key)
+    }
+    fn stat(&self, key: &str) -> io::Result<Meta> {
+        self.inner.stat(self.key(key))
+    }
+    fn read_into(&self, key: &str, limit: u64, buf: &mut Vec<u8>) -> io::Result<Meta> {
+        self.inner.read_into(self.key(key), limit, buf)
+    }
+    fn read_small(&self, key: &str, limit: u64, buf: &mut Vec<u8>) -> io::Result<()> {
+        self.inner.read_small(self.key(key), limit, buf)
+    }
+    fn remove_all(&self, key: &str) -> io::Result<()> {
+        self.inner.remove_all(key)
+    }
+    fn remove_empty_dir(&self, key: &str) -> io::Result<bool> {
+        self.inner.remove_empty_dir(key)
+    }
+    fn rename(&self, from: &str, to: &str) -> io::Result<()> {
+        self.inner.rename(from, to)
+    }
+    fn display(&self, key: &str) -> String {
+        self.inner.display(key)
+    }
+}
+
+/// Narrow a plan to what a later look agrees is dead. Returns how many manifests, layer links
+/// and blobs were rescued.
+pub fn narrow(plan: &mut plan::Plan, look: &Look) -> (usize, usize, usize) {
+    let (m, l, b) = (
+        plan.manifests.len(),
+        plan.layer_links.len(),
+        plan.blobs.len(),
+    );
+    plan.manifests.retain(|x| {
+        look.manifests
+            .contains(&(x.repository.clone(), x.digest.clone()))
+    });
+    plan.layer_links.retain(|x| {
+        look.layer_links
+            .contains(&(x.repository.clone(), x.digest.clone()))
+    });
+    plan.blobs.retain(|x| !look.live_blobs.contains(&x.digest));
+    (
+        m - plan.manifests.len(),
+        l - plan.layer_links.len(),
+        b - plan.blobs.len(),
+    )
+}
