@@ -9,8 +9,8 @@
 #   regsweep gc -d --min-age 0 ROOT                 (this checkout, release build)
 #   docker-registry garbage-collect --dry-run CFG   (the reference, distribution 2.8)
 #   find ROOT -type f | wc -l                       (merely listing the tree)
-# on a warm cache (after one untimed round) and on a cold one (page cache dropped before every
-# run; needs root, skipped otherwise). It quotes medians of N runs (default 5; --cold-runs sets
+# on a warm cache (each timed run right after an untimed run of the same command) and on a cold
+# one (page cache dropped before every run; needs root, skipped otherwise). It quotes medians of N runs (default 5; --cold-runs sets
 # the cold count separately, 0 skips the cold cache) and the peak RSS reported by
 # /usr/bin/time -v, and appends a Markdown table to FILE (default: stdout).
 set -euo pipefail
@@ -78,19 +78,18 @@ for preset in "${presets[@]}"; do
   [ "$can_drop" = yes ] && [ "$cold_runs" -gt 0 ] && modes+=(cold)
   for mode in "${modes[@]}"; do
     tmp=$(mktemp -d)
-    if [ "$mode" = warm ]; then  # one untimed round to warm the cache
-      "$regsweep" gc -d --min-age 0 -q "$root" >/dev/null || true
-      docker-registry garbage-collect --dry-run "$cfg" >/dev/null 2>&1
-      find "$root" -type f | wc -l >/dev/null
-    fi
     n=$runs
     [ "$mode" = cold ] && n=$cold_runs
     for i in $(seq "$n"); do
-      [ "$mode" = cold ] && drop_caches
+      # Warm: each tool runs once untimed right before its timed run, so that what it reads
+      # is in the page cache (this VM reclaims idle page cache within seconds, so "warm from
+      # an earlier round" would not be). Cold: the page cache is dropped before each run.
+      prep() { if [ "$mode" = cold ]; then drop_caches; else "$@" >/dev/null 2>&1 || true; fi; }
+      prep "$regsweep" gc -d --min-age 0 -q "$root"
       measure "$regsweep" gc -d --min-age 0 -q "$root" >> "$tmp/regsweep"
-      [ "$mode" = cold ] && drop_caches
+      prep docker-registry garbage-collect --dry-run "$cfg"
       measure docker-registry garbage-collect --dry-run "$cfg" >> "$tmp/reference"
-      [ "$mode" = cold ] && drop_caches
+      prep sh -c "find '$root' -type f | wc -l"
       measure sh -c "find '$root' -type f | wc -l" >> "$tmp/find"
       echo "compare.sh: $preset $mode run $i/$n done" >&2
     done

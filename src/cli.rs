@@ -28,6 +28,66 @@ pub enum Command {
     Delete(DeleteArgs),
     /// Delete tags by cleanup policy (keep the newest N, older than, name regexes), offline.
     Prune(PruneArgs),
+    /// Where the storage goes: per repository and in total, as a table, JSON, CSV or HTML.
+    Report(ReportArgs),
+    /// Find damage without changing anything; --verify also hashes every blob.
+    Check(CheckArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// The storage root (the directory holding docker/registry/v2), or the registry's config.yml.
+    pub target: PathBuf,
+
+    /// Show the N repositories with the most unique bytes (table and chart).
+    #[arg(long, value_name = "N", default_value_t = 20)]
+    pub top: usize,
+
+    /// Write the JSON report to PATH (`-` for stdout, which then carries only the JSON).
+    #[arg(long, value_name = "PATH")]
+    pub json: Option<PathBuf>,
+
+    /// Write every repository as CSV to PATH (`-` for stdout).
+    #[arg(long, value_name = "PATH")]
+    pub csv: Option<PathBuf>,
+
+    /// Write a self-contained HTML page (chart and table) to PATH.
+    #[arg(long, value_name = "PATH")]
+    pub html: Option<PathBuf>,
+
+    /// Worker threads (default: 32 per core, 16 to 128: the work waits on the disk).
+    #[arg(short = 'j', long, value_name = "N")]
+    pub jobs: Option<usize>,
+
+    /// No table on stdout.
+    #[arg(short = 'q', long)]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// The storage root (the directory holding docker/registry/v2), or the registry's config.yml.
+    pub target: PathBuf,
+
+    /// Also hash every blob and compare it with its digest.
+    #[arg(long)]
+    pub verify: bool,
+
+    /// Uploads started longer ago than this are reported as stale.
+    #[arg(long, value_name = "DURATION", default_value = "24h", value_parser = parse_duration)]
+    pub stale_uploads: Duration,
+
+    /// Write the JSON report to PATH (`-` for stdout, which then carries only the JSON).
+    #[arg(long, value_name = "PATH")]
+    pub json: Option<PathBuf>,
+
+    /// Worker threads (default: 32 per core, 16 to 128: the work waits on the disk).
+    #[arg(short = 'j', long, value_name = "N")]
+    pub jobs: Option<usize>,
+
+    /// No summary on stdout and no progress.
+    #[arg(short = 'q', long)]
+    pub quiet: bool,
 }
 
 /// Options shared by the commands that edit tags and repositories.

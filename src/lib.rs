@@ -6,6 +6,7 @@
 //! [`report`]. [`layout`] is the only module that knows on-disk paths and [`storage`] the only
 //! one that does I/O; [`sweep`] is the only one that removes anything.
 
+pub mod check;
 pub mod delete;
 pub mod digest;
 pub mod discover;
@@ -26,6 +27,7 @@ pub mod storage;
 pub mod sweep;
 pub mod synth;
 pub mod target;
+pub mod usage;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 

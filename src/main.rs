@@ -21,6 +21,8 @@ fn main() -> ExitCode {
         cli::Command::Gc(args) => run_gc(args),
         cli::Command::Delete(args) => run_delete(args),
         cli::Command::Prune(args) => run_prune(args),
+        cli::Command::Report(args) => run_report(args),
+        cli::Command::Check(args) => run_check(args),
     }
 }
 
@@ -237,4 +239,107 @@ fn run_prune(args: cli::PruneArgs) -> ExitCode {
         },
     );
     run_edit(&args.edit, &args.target, "prune", select)
+}
+
+/// Write to PATH, or to stdout for `-`.
+fn write_to(
+    path: &Path,
+    write: impl FnOnce(&mut dyn Write) -> io::Result<()>,
+) -> Result<(), ExitCode> {
+    let result = if path == Path::new("-") {
+        let mut out = io::stdout().lock();
+        write(&mut out).and_then(|()| out.flush())
+    } else {
+        std::fs::File::create(path).and_then(|f| {
+            let mut w = io::BufWriter::new(f);
+            write(&mut w).and_then(|()| w.flush())
+        })
+    };
+    result.map_err(|e| {
+        eprintln!("regsweep: error: {}: cannot write: {e}", path.display());
+        ExitCode::from(1)
+    })
+}
+
+fn run_report(args: cli::ReportArgs) -> ExitCode {
+    if let Err(code) = set_jobs(args.jobs) {
+        return code;
+    }
+    let root = match target::resolve(&args.target) {
+        Ok(root) => root,
+        Err(e) => return fail(&e),
+    };
+    let storage = FsStorage::new(&root);
+    if let Err(e) = regsweep::discover::check_root(&storage) {
+        return fail(&e);
+    }
+    let report = regsweep::usage::usage(&storage, &root);
+    for p in &report.warnings {
+        eprintln!("regsweep: warning: {}: {}", p.path, p.message);
+    }
+    for p in &report.errors {
+        eprintln!("regsweep: error: {}: {}", p.path, p.message);
+    }
+    let mut stdout_taken = false;
+    if let Some(path) = &args.json {
+        stdout_taken |= path == Path::new("-");
+        if let Err(code) = write_to(path, |w| report.write_json(w)) {
+            return code;
+        }
+    }
+    if let Some(path) = &args.csv {
+        stdout_taken |= path == Path::new("-");
+        if let Err(code) = write_to(path, |w| report.write_csv(w)) {
+            return code;
+        }
+    }
+    if let Some(path) = &args.html {
+        if let Err(code) = write_to(path, |w| report.write_html(w, args.top)) {
+            return code;
+        }
+    }
+    if !args.quiet && !stdout_taken {
+        if let Err(code) = write_to(Path::new("-"), |w| report.write_human(w, args.top)) {
+            return code;
+        }
+    }
+    ExitCode::from(report.exit_code() as u8)
+}
+
+fn run_check(args: cli::CheckArgs) -> ExitCode {
+    if let Err(code) = set_jobs(args.jobs) {
+        return code;
+    }
+    let root = match target::resolve(&args.target) {
+        Ok(root) => root,
+        Err(e) => return fail(&e),
+    };
+    let storage = FsStorage::new(&root);
+    if let Err(e) = regsweep::discover::check_root(&storage) {
+        return fail(&e);
+    }
+    let options = regsweep::check::Options {
+        verify: args.verify,
+        stale_uploads: args.stale_uploads,
+        progress: !args.quiet && io::stderr().is_terminal(),
+    };
+    let report = regsweep::check::check(&storage, &root, options);
+    {
+        let mut err = io::stderr().lock();
+        for p in &report.problems {
+            let _ = writeln!(err, "regsweep: damage: {}: {}", p.path, p.message);
+        }
+    }
+    let json_to_stdout = args.json.as_deref() == Some(Path::new("-"));
+    if let Some(path) = &args.json {
+        if let Err(code) = write_to(path, |w| report.write_json(w)) {
+            return code;
+        }
+    }
+    if !args.quiet && !json_to_stdout {
+        if let Err(code) = write_to(Path::new("-"), |w| report.write_human(w)) {
+            return code;
+        }
+    }
+    ExitCode::from(report.exit_code() as u8)
 }

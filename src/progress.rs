@@ -55,6 +55,28 @@ impl Ticker {
         Ticker::start(enabled, bar, update)
     }
 
+    /// A bar of bytes towards `total`, with the rate and the time left.
+    pub fn bytes(
+        enabled: bool,
+        total: u64,
+        update: impl Fn(&ProgressBar) + Send + 'static,
+    ) -> Ticker {
+        let bar = if enabled {
+            let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
+            bar.set_style(
+                ProgressStyle::with_template(
+                    "verifying [{bar:30}] {bytes}/{total_bytes} ({bytes_per_sec}, {eta} left)",
+                )
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .progress_chars("=> "),
+            );
+            bar
+        } else {
+            ProgressBar::hidden()
+        };
+        Ticker::start(enabled, bar, update)
+    }
+
     fn start(
         enabled: bool,
         bar: ProgressBar,

@@ -153,6 +153,9 @@ impl Storage for TrashView<'_> {
     fn read_small(&self, key: &str, limit: u64, buf: &mut Vec<u8>) -> io::Result<()> {
         self.inner.read_small(self.key(key), limit, buf)
     }
+    fn read_chunks(&self, key: &str, f: &mut dyn FnMut(&[u8])) -> io::Result<u64> {
+        self.inner.read_chunks(self.key(key), f)
+    }
     fn remove_all(&self, key: &str) -> io::Result<()> {
         self.inner.remove_all(key)
     }

@@ -1,0 +1,548 @@
+//! `check`: find damage without changing anything.
+//!
+//! Reads what `gc` reads and more: every link file (sha256 layer links too), every manifest
+//! revision, and the blob store's sizes; with `--verify`, the content of every blob, hashed in
+//! parallel (large files through a memory map) and compared with its digest.
+
+use std::collections::HashSet;
+use std::io::{self, Write};
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant, SystemTime};
+
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+use sha2::Digest as _;
+
+use crate::digest::{Algorithm, Digest};
+use crate::discover::{self, BlobIndex, BlobState};
+use crate::layout;
+use crate::manifest::Manifest;
+use crate::progress::Ticker;
+use crate::report::bytes;
+use crate::storage::{Kind, Storage};
+
+/// A link file is tiny; anything larger is garbage.
+const MAX_LINK_BYTES: u64 = 1024;
+const MAX_MANIFEST_BYTES: u64 = 4 << 20;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProblemKind {
+    EmptyLink,
+    InvalidLink,
+    LinkToMissingBlob,
+    MissingManifest,
+    UnreadableManifest,
+    UnparseableManifest,
+    MissingBlob,
+    MissingLayerLink,
+    SizeMismatch,
+    BlobWithoutData,
+    StrangeBlob,
+    StaleUpload,
+    DigestMismatch,
+    Unreadable,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct CheckProblem {
+    pub kind: ProblemKind,
+    pub path: String,
+    pub digest: Option<String>,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct CheckSummary {
+    pub repositories: usize,
+    pub manifests: usize,
+    pub blobs: usize,
+    pub bytes: u64,
+    pub links: usize,
+    /// With `--verify`: blobs and bytes hashed, and the rate.
+    pub verified_blobs: usize,
+    pub verified_bytes: u64,
+    pub verify_bytes_per_second: f64,
+    pub problems: usize,
+    pub elapsed_seconds: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CheckReport {
+    pub version: u32,
+    pub root: String,
+    pub verify: bool,
+    pub summary: CheckSummary,
+    pub problems: Vec<CheckProblem>,
+}
+
+impl CheckReport {
+    pub fn exit_code(&self) -> i32 {
+        i32::from(!self.problems.is_empty())
+    }
+
+    pub fn write_json(&self, mut out: impl Write) -> io::Result<()> {
+        serde_json::to_writer_pretty(&mut out, self)?;
+        writeln!(out)
+    }
+
+    pub fn write_human(&self, mut out: impl Write) -> io::Result<()> {
+        let s = &self.summary;
+        writeln!(
+            out,
+            "regsweep check{} on {}",
+            if self.verify { " --verify" } else { "" },
+            self.root
+        )?;
+        writeln!(
+            out,
+            "Checked {} repositories, {} manifests, {} links, {} blobs ({})",
+            s.repositories,
+            s.manifests,
+            s.links,
+            s.blobs,
+            bytes(s.bytes)
+        )?;
+        if self.verify {
+            writeln!(
+                out,
+                "Verified {} blobs ({}) at {}/s",
+                s.verified_blobs,
+                bytes(s.verified_bytes),
+                bytes(s.verify_bytes_per_second as u64)
+            )?;
+        }
+        if self.problems.is_empty() {
+            writeln!(out, "No damage found.")?;
+        } else {
+            writeln!(out, "{} problems:", self.problems.len())?;
+            for p in &self.problems {
+                write!(out, "  {:?}: {}", p.kind, p.path)?;
+                if let Some(d) = &p.digest {
+                    write!(out, " ({d})")?;
+                }
+                writeln!(out, ": {}", p.message)?;
+            }
+        }
+        writeln!(out, "Took {:.2}s.", s.elapsed_seconds)
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Options {
+    pub verify: bool,
+    /// Uploads started longer ago than this are stale.
+    pub stale_uploads: Duration,
+    pub progress: bool,
+}
+
+struct Checker<'a> {
+    storage: &'a dyn Storage,
+    index: &'a BlobIndex,
+    problems: Vec<CheckProblem>,
+    links: usize,
+    buf: Vec<u8>,
+}
+
+impl Checker<'_> {
+    fn problem(
+        &mut self,
+        kind: ProblemKind,
+        key: &str,
+        digest: Option<&Digest>,
+        message: impl Into<String>,
+    ) {
+        self.problems.push(CheckProblem {
+            kind,
+            path: self.storage.display(key),
+            digest: digest.map(Digest::to_string),
+            message: message.into(),
+        });
+    }
+
+    /// The blob's size if the store holds it with data.
+    fn blob(&self, d: &Digest) -> Option<u64> {
+        let (s, i) = self.index.locate(d)?;
+        let shard = &self.index.shards[s];
+        (shard.states[i] == BlobState::Present).then(|| shard.sizes[i].load(Ordering::Relaxed))
+    }
+
+    /// Read and judge one link file; the digest it names, if valid.
+    fn link(&mut self, key: &str, path_digest: Option<&Digest>) -> Option<Digest> {
+        self.links += 1;
+        match self.storage.read_small(key, MAX_LINK_BYTES, &mut self.buf) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                self.problem(
+                    ProblemKind::InvalidLink,
+                    key,
+                    path_digest,
+                    "link file is missing",
+                );
+                None
+            }
+            Err(e) => {
+                self.problem(
+                    ProblemKind::InvalidLink,
+                    key,
+                    path_digest,
+                    format!("cannot read: {e}"),
+                );
+                None
+            }
+            Ok(()) if self.buf.iter().all(u8::is_ascii_whitespace) => {
+                self.problem(
+                    ProblemKind::EmptyLink,
+                    key,
+                    path_digest,
+                    "link file is empty",
+                );
+                None
+            }
+            Ok(()) => match Digest::parse_link(&self.buf) {
+                Err(e) => {
+                    self.problem(
+                        ProblemKind::InvalidLink,
+                        key,
+                        path_digest,
+                        format!("invalid link: {e}"),
+                    );
+                    None
+                }
+                Ok(d) => {
+                    if let Some(p) = path_digest {
+                        if p.algorithm() == Algorithm::Sha256 && *p != d {
+                            self.problem(
+                                ProblemKind::InvalidLink,
+                                key,
+                                Some(p),
+                                format!("names {d}, not the digest of its directory"),
+                            );
+                        }
+                    }
+                    if self.blob(&d).is_none() {
+                        self.problem(
+                            ProblemKind::LinkToMissingBlob,
+                            key,
+                            Some(&d),
+                            format!("links {d}, which the blob store does not hold"),
+                        );
+                    }
+                    Some(d)
+                }
+            },
+        }
+    }
+
+    fn manifest(&mut self, key: &str, content: &Digest) -> Option<Manifest> {
+        let data = layout::blob_data(content);
+        match self
+            .storage
+            .read_into(&data, MAX_MANIFEST_BYTES, &mut self.buf)
+        {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                self.problem(
+                    ProblemKind::MissingManifest,
+                    &data,
+                    Some(content),
+                    format!("manifest of {key} is missing"),
+                );
+                None
+            }
+            Err(e) => {
+                self.problem(
+                    ProblemKind::UnreadableManifest,
+                    &data,
+                    Some(content),
+                    format!("cannot read: {e}"),
+                );
+                None
+            }
+            Ok(_) => match Manifest::parse(&self.buf) {
+                Ok(m) => Some(m),
+                Err(e) => {
+                    self.problem(
+                        ProblemKind::UnparseableManifest,
+                        &data,
+                        Some(content),
+                        e.to_string(),
+                    );
+                    None
+                }
+            },
+        }
+    }
+
+    fn repository(&mut self, name: &str, stale_before: SystemTime) -> usize {
+        let (repo, diags) = discover::discover_repository(
+            self.storage,
+            name.to_string(),
+            discover::Options {
+                tag_history: false,
+                link_times: false,
+            },
+        );
+        for p in diags.errors {
+            self.problems.push(CheckProblem {
+                kind: ProblemKind::Unreadable,
+                path: p.path,
+                digest: None,
+                message: p.message,
+            });
+        }
+        for tag in &repo.tags {
+            self.link(&layout::tag_current_link(name, &tag.name), None);
+        }
+        let layer_links: HashSet<Digest> = repo.layers.iter().map(|l| l.digest.clone()).collect();
+        for l in &repo.layers {
+            self.link(&layout::layer_link(name, &l.digest), Some(&l.digest));
+        }
+        let mut manifests = 0;
+        for rev in &repo.revisions {
+            let key = layout::revision_link(name, &rev.digest);
+            let Some(content) = self.link(&key, Some(&rev.digest)) else {
+                continue;
+            };
+            let Some(m) = self.manifest(&key, &content) else {
+                continue;
+            };
+            manifests += 1;
+            for b in &m.blobs {
+                let data = layout::blob_data(&b.digest);
+                match self.blob(&b.digest) {
+                    None if b.foreign => {}
+                    None => self.problem(
+                        ProblemKind::MissingBlob,
+                        &data,
+                        Some(&b.digest),
+                        format!("referenced by manifest {content} of {name}, missing"),
+                    ),
+                    Some(size) => {
+                        if let Some(declared) = b.size {
+                            if declared != size {
+                                self.problem(
+                                    ProblemKind::SizeMismatch,
+                                    &data,
+                                    Some(&b.digest),
+                                    format!("manifest {content} of {name} declares {declared} bytes, the blob has {size}"),
+                                );
+                            }
+                        }
+                        if !layer_links.contains(&b.digest) {
+                            self.problem(
+                                ProblemKind::MissingLayerLink,
+                                &layout::layer_link(name, &b.digest),
+                                Some(&b.digest),
+                                format!("manifest {content} of {name} needs it, but {name} does not link it: pulls fail"),
+                            );
+                        }
+                    }
+                }
+            }
+            for child in &m.children {
+                if self.blob(child).is_none() {
+                    self.problem(
+                        ProblemKind::MissingManifest,
+                        &layout::blob_data(child),
+                        Some(child),
+                        format!("child of index {content} of {name}, missing"),
+                    );
+                }
+            }
+        }
+        // Uploads nobody finished.
+        let dir = layout::uploads_dir(name);
+        if let Ok(entries) = self.storage.list_dir(&dir) {
+            for e in entries.into_iter().filter(|e| e.kind == Kind::Dir) {
+                let key = format!("{dir}/{}", e.name);
+                let started = self
+                    .storage
+                    .stat(&format!("{key}/startedat"))
+                    .or_else(|_| self.storage.stat(&key))
+                    .map(|m| m.modified);
+                if let Ok(t) = started {
+                    if t < stale_before {
+                        let size = self
+                            .storage
+                            .stat(&format!("{key}/data"))
+                            .map_or(0, |m| m.len);
+                        self.problem(
+                            ProblemKind::StaleUpload,
+                            &key,
+                            None,
+                            format!(
+                                "upload started {} ago and never finished ({})",
+                                humantime::format_duration(Duration::from_secs(
+                                    SystemTime::now()
+                                        .duration_since(t)
+                                        .unwrap_or_default()
+                                        .as_secs()
+                                )),
+                                bytes(size)
+                            ),
+                        );
+                    }
+                }
+            }
+        }
+        manifests
+    }
+}
+
+/// Hash one blob with its digest's algorithm.
+fn hash_blob(storage: &dyn Storage, d: &Digest, counted: &AtomicU64) -> io::Result<Vec<u8>> {
+    let key = layout::blob_data(d);
+    let mut h256 = sha2::Sha256::new();
+    let mut h512 = sha2::Sha512::new();
+    let alg = d.algorithm();
+    storage.read_chunks(&key, &mut |chunk| {
+        match alg {
+            Algorithm::Sha256 => h256.update(chunk),
+            Algorithm::Sha512 => h512.update(chunk),
+        }
+        counted.fetch_add(chunk.len() as u64, Ordering::Relaxed);
+    })?;
+    Ok(match alg {
+        Algorithm::Sha256 => h256.finalize().to_vec(),
+        Algorithm::Sha512 => h512.finalize().to_vec(),
+    })
+}
+
+pub fn check(storage: &dyn Storage, root: &Path, options: Options) -> CheckReport {
+    let started = Instant::now();
+    let counters = discover::Counters::default();
+    let (mut index, diags) = discover::discover_blobs(storage, &counters);
+    let mut problems: Vec<CheckProblem> = Vec::new();
+    let mut unreadable = |p: crate::error::Problem| CheckProblem {
+        kind: ProblemKind::Unreadable,
+        path: p.path,
+        digest: None,
+        message: p.message,
+    };
+    problems.extend(diags.errors.into_iter().map(&mut unreadable));
+    let stat_diags = discover::stat_blobs(storage, &mut index, |_, _| true);
+    problems.extend(stat_diags.errors.into_iter().map(&mut unreadable));
+    let mut summary = CheckSummary::default();
+    for shard in &index.shards {
+        for i in 0..shard.len() {
+            let d = shard.digest(i);
+            match shard.states[i] {
+                BlobState::Present => {
+                    summary.blobs += 1;
+                    summary.bytes += shard.sizes[i].load(Ordering::Relaxed);
+                }
+                BlobState::NoData => problems.push(CheckProblem {
+                    kind: ProblemKind::BlobWithoutData,
+                    path: storage.display(&layout::blob_dir(&d)),
+                    digest: Some(d.to_string()),
+                    message: "blob directory without data".into(),
+                }),
+                BlobState::Strange => problems.push(CheckProblem {
+                    kind: ProblemKind::StrangeBlob,
+                    path: storage.display(&layout::blob_data(&d)),
+                    digest: Some(d.to_string()),
+                    message: "blob data is not a regular file".into(),
+                }),
+                BlobState::Gone => {}
+            }
+        }
+    }
+
+    let (names, diags) = discover::repository_names(storage);
+    problems.extend(diags.errors.into_iter().map(&mut unreadable));
+    summary.repositories = names.len();
+    let stale_before = SystemTime::now()
+        .checked_sub(options.stale_uploads)
+        .unwrap_or(SystemTime::UNIX_EPOCH);
+    let per_repo: Vec<(Vec<CheckProblem>, usize, usize)> = names
+        .par_iter()
+        .map(|name| {
+            let mut c = Checker {
+                storage,
+                index: &index,
+                problems: Vec::new(),
+                links: 0,
+                buf: Vec::with_capacity(16 * 1024),
+            };
+            let manifests = c.repository(name, stale_before);
+            (c.problems, manifests, c.links)
+        })
+        .collect();
+    for (p, m, l) in per_repo {
+        problems.extend(p);
+        summary.manifests += m;
+        summary.links += l;
+    }
+
+    if options.verify {
+        let blobs: Vec<(Digest, u64)> = index
+            .shards
+            .iter()
+            .flat_map(|s| {
+                (0..s.len())
+                    .filter(|&i| s.states[i] == BlobState::Present)
+                    .map(move |i| (s.digest(i), s.sizes[i].load(Ordering::Relaxed)))
+            })
+            .collect();
+        let total: u64 = blobs.iter().map(|b| b.1).sum();
+        let counted = std::sync::Arc::new(AtomicU64::new(0));
+        let c = counted.clone();
+        let ticker = Ticker::bytes(options.progress, total, move |bar| {
+            bar.set_position(c.load(Ordering::Relaxed));
+        });
+        let verify_started = Instant::now();
+        let found = Mutex::new(Vec::new());
+        blobs.par_iter().for_each(|(d, _)| {
+            let path = storage.display(&layout::blob_data(d));
+            let problem = match hash_blob(storage, d, &counted) {
+                Ok(h) if h == d.bytes() => None,
+                Ok(h) => Some((
+                    ProblemKind::DigestMismatch,
+                    format!("content hashes to {}:{}", d.algorithm(), hex(&h)),
+                )),
+                Err(e) => Some((
+                    ProblemKind::Unreadable,
+                    format!("cannot read to verify: {e}"),
+                )),
+            };
+            if let Some((kind, message)) = problem {
+                found
+                    .lock()
+                    .expect("no panics while holding it")
+                    .push(CheckProblem {
+                        kind,
+                        path,
+                        digest: Some(d.to_string()),
+                        message,
+                    });
+            }
+        });
+        drop(ticker);
+        let secs = verify_started.elapsed().as_secs_f64();
+        summary.verified_blobs = blobs.len();
+        summary.verified_bytes = counted.load(Ordering::Relaxed);
+        summary.verify_bytes_per_second = if secs > 0.0 {
+            summary.verified_bytes as f64 / secs
+        } else {
+            0.0
+        };
+        problems.extend(found.into_inner().expect("no panics while holding it"));
+    }
+
+    problems.sort();
+    problems.dedup();
+    summary.problems = problems.len();
+    summary.elapsed_seconds = started.elapsed().as_secs_f64();
+    CheckReport {
+        version: crate::report::REPORT_VERSION,
+        root: root.display().to_string(),
+        verify: options.verify,
+        summary,
+        problems,
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
