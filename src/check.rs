@@ -166,7 +166,7 @@ impl Checker<'_> {
     fn blob(&self, d: &Digest) -> Option<u64> {
         let (s, i) = self.index.locate(d)?;
         let shard = &self.index.shards[s];
-        (shard.states[i] == BlobState::Present).then(|| shard.sizes[i].load(Ordering::Relaxed))
+        (shard.state(i) == BlobState::Present).then(|| shard.size(i))
     }
 
     /// Read and judge one link file; the digest it names, if valid.
@@ -427,10 +427,10 @@ pub fn check(storage: &dyn Storage, root: &Path, options: Options) -> CheckRepor
     for shard in &index.shards {
         for i in 0..shard.len() {
             let d = shard.digest(i);
-            match shard.states[i] {
+            match shard.state(i) {
                 BlobState::Present => {
                     summary.blobs += 1;
-                    summary.bytes += shard.sizes[i].load(Ordering::Relaxed);
+                    summary.bytes += shard.size(i);
                 }
                 BlobState::NoData => problems.push(CheckProblem {
                     kind: ProblemKind::BlobWithoutData,
@@ -481,8 +481,8 @@ pub fn check(storage: &dyn Storage, root: &Path, options: Options) -> CheckRepor
             .iter()
             .flat_map(|s| {
                 (0..s.len())
-                    .filter(|&i| s.states[i] == BlobState::Present)
-                    .map(move |i| (s.digest(i), s.sizes[i].load(Ordering::Relaxed)))
+                    .filter(|&i| s.state(i) == BlobState::Present)
+                    .map(move |i| (s.digest(i), s.size(i)))
             })
             .collect();
         let total: u64 = blobs.iter().map(|b| b.1).sum();

@@ -12,7 +12,9 @@
 //! it holds is unknown). Whether an unreadable link matters depends on the mode, so link
 //! targets are carried as results for the mark to judge.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::Mutex;
 use std::time::SystemTime;
 
 use rayon::prelude::*;
@@ -41,10 +43,13 @@ pub enum BlobState {
 
 /// A size not yet known: the blob was listed but neither stat'ed nor declared by a descriptor.
 pub const UNKNOWN_SIZE: u64 = u64::MAX;
+/// In `BlobShard::sizes`: unknown, and "look in `big`".
+const SMALL_UNKNOWN: u32 = u32::MAX;
+const SMALL_BIG: u32 = u32::MAX - 1;
 
-/// The blob store, listed shard by shard and kept compact: per blob only its digest bytes,
-/// size, modification time (whole seconds) and state, in struct-of-arrays form, about 49 bytes
-/// for a sha256 blob. Entries are sorted by digest within each shard, so a digest is found by
+/// The blob store, listed shard by shard and kept compact: per blob only its digest bytes and
+/// size, in struct-of-arrays form, 36 bytes for a sha256 blob; modification time and state
+/// only for the few blobs that were stat'ed (those that may be deleted). Entries are sorted by digest within each shard, so a digest is found by
 /// two binary searches and the live set can be a bitset over the same positions.
 #[derive(Debug, Default)]
 pub struct BlobIndex {
@@ -61,16 +66,67 @@ pub struct BlobShard {
     pub entries: usize,
     width: usize,
     digests: Vec<u8>,
-    /// Declared by a live descriptor, or from stat; [`UNKNOWN_SIZE`] until one of them says.
-    pub sizes: Vec<AtomicU64>,
-    /// Seconds since the epoch (only known for stat'ed blobs).
-    pub modified: Vec<i64>,
-    pub states: Vec<BlobState>,
+    /// Declared by a live descriptor, or from stat; see [`BlobShard::size`]. 32 bits: sizes
+    /// that do not fit (4 GiB and up) are kept in `big`.
+    sizes: Vec<AtomicU32>,
+    big: Mutex<HashMap<u32, u64>>,
+    /// What stat found, for the blobs that were stat'ed, sorted by position. A blob not in it
+    /// was never stat'ed: present as far as anyone knows, its time unknown (and not needed).
+    stats: Vec<Stat>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Stat {
+    position: u32,
+    /// Seconds since the epoch; see [`blob_seconds`].
+    modified: u32,
+    state: BlobState,
 }
 
 impl BlobShard {
     pub fn len(&self) -> usize {
         self.sizes.len()
+    }
+
+    /// The blob's size, or [`UNKNOWN_SIZE`].
+    pub fn size(&self, i: usize) -> u64 {
+        match self.sizes[i].load(Ordering::Relaxed) {
+            SMALL_UNKNOWN => UNKNOWN_SIZE,
+            SMALL_BIG => self.big.lock().map_or(UNKNOWN_SIZE, |b| {
+                b.get(&(i as u32)).copied().unwrap_or(UNKNOWN_SIZE)
+            }),
+            small => u64::from(small),
+        }
+    }
+
+    /// Record a size (from any thread).
+    pub fn set_size(&self, i: usize, size: u64) {
+        match u32::try_from(size) {
+            Ok(small) if small < SMALL_BIG => self.sizes[i].store(small, Ordering::Relaxed),
+            _ => {
+                if let Ok(mut big) = self.big.lock() {
+                    big.insert(i as u32, size);
+                }
+                self.sizes[i].store(SMALL_BIG, Ordering::Relaxed);
+            }
+        }
+    }
+
+    fn stat(&self, i: usize) -> Option<&Stat> {
+        self.stats
+            .binary_search_by_key(&i, |s| s.position as usize)
+            .ok()
+            .map(|k| &self.stats[k])
+    }
+
+    /// The blob's state: what stat found, or present if it was never stat'ed.
+    pub fn state(&self, i: usize) -> BlobState {
+        self.stat(i).map_or(BlobState::Present, |s| s.state)
+    }
+
+    /// Modification time in whole seconds since the epoch, if the blob was stat'ed.
+    pub fn modified(&self, i: usize) -> Option<u32> {
+        self.stat(i).map(|s| s.modified)
     }
 
     pub fn is_empty(&self) -> bool {
@@ -131,6 +187,12 @@ impl BlobIndex {
 pub fn epoch_seconds(t: SystemTime) -> i64 {
     t.duration_since(SystemTime::UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+/// A blob's modification time as stored in the index: whole seconds since the epoch in 32
+/// bits (enough until 2106; later saturates, which only ever makes a blob count as young).
+fn blob_seconds(t: SystemTime) -> u32 {
+    u32::try_from(epoch_seconds(t)).unwrap_or(u32::MAX)
 }
 
 /// What a link file says, or why it could not be read.
@@ -326,14 +388,12 @@ fn discover_shard(storage: &dyn Storage, alg: Algorithm, prefix: u8) -> (BlobSha
         width,
         digests: Vec::with_capacity(found.len() * width),
         sizes: Vec::with_capacity(found.len()),
-        modified: Vec::with_capacity(found.len()),
-        states: Vec::with_capacity(found.len()),
+        big: Mutex::new(HashMap::new()),
+        stats: Vec::new(),
     };
     for d in found {
         shard.digests.extend_from_slice(d.bytes());
-        shard.sizes.push(AtomicU64::new(UNKNOWN_SIZE));
-        shard.modified.push(0);
-        shard.states.push(BlobState::Present);
+        shard.sizes.push(AtomicU32::new(SMALL_UNKNOWN));
     }
     (shard, diags)
 }
@@ -354,11 +414,21 @@ pub fn stat_blobs(
         .enumerate()
         .map(|(s, shard)| {
             let mut diags = Diagnostics::default();
+            let mut fresh = Vec::new();
             for i in 0..shard.len() {
-                if needs(s, i) || *shard.sizes[i].get_mut() == UNKNOWN_SIZE {
-                    stat_blob(storage, shard, i, &mut diags);
+                if needs(s, i) || shard.size(i) == UNKNOWN_SIZE {
+                    fresh.push(stat_blob(storage, shard, i, &mut diags));
                 }
             }
+            // Keep earlier findings for positions not stat'ed again; both lists are sorted.
+            let old = std::mem::take(&mut shard.stats);
+            let again: std::collections::HashSet<u32> = fresh.iter().map(|s| s.position).collect();
+            shard.stats = old
+                .into_iter()
+                .filter(|s| !again.contains(&s.position))
+                .collect();
+            shard.stats.extend(fresh);
+            shard.stats.sort_unstable_by_key(|s| s.position);
             diags
         })
         .collect();
@@ -369,40 +439,48 @@ pub fn stat_blobs(
     diags
 }
 
-fn stat_blob(storage: &dyn Storage, shard: &mut BlobShard, i: usize, diags: &mut Diagnostics) {
+fn stat_blob(
+    storage: &dyn Storage,
+    shard: &mut BlobShard,
+    i: usize,
+    diags: &mut Diagnostics,
+) -> Stat {
     let digest = shard.digest(i);
     let data_key = layout::blob_data(&digest);
     let (size, modified, state) = match storage.stat(&data_key) {
         Ok(meta) if meta.kind == Kind::File => {
-            (meta.len, epoch_seconds(meta.modified), BlobState::Present)
+            (meta.len, blob_seconds(meta.modified), BlobState::Present)
         }
         Ok(meta) => {
             diags.warn(
                 storage.display(&data_key),
                 "blob data is not a regular file; left alone",
             );
-            (0, epoch_seconds(meta.modified), BlobState::Strange)
+            (0, blob_seconds(meta.modified), BlobState::Strange)
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let dir = layout::blob_dir(&digest);
             match storage.stat(&dir) {
-                Ok(meta) => (0, epoch_seconds(meta.modified), BlobState::NoData),
+                Ok(meta) => (0, blob_seconds(meta.modified), BlobState::NoData),
                 // Vanished between listing and stat: someone else removed it.
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => (0, 0, BlobState::Gone),
                 Err(e) => {
                     diags.error(storage.display(&dir), format!("cannot stat: {e}"));
-                    (0, i64::MAX, BlobState::Strange)
+                    (0, u32::MAX, BlobState::Strange)
                 }
             }
         }
         Err(e) => {
             diags.error(storage.display(&data_key), format!("cannot stat: {e}"));
-            (0, i64::MAX, BlobState::Strange)
+            (0, u32::MAX, BlobState::Strange)
         }
     };
-    *shard.sizes[i].get_mut() = size;
-    shard.modified[i] = modified;
-    shard.states[i] = state;
+    shard.set_size(i, size);
+    Stat {
+        position: i as u32,
+        modified,
+        state,
+    }
 }
 
 /// Every repository name in the registry, sorted.

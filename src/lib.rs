@@ -76,6 +76,38 @@ pub fn parse_duration(s: &str) -> std::result::Result<Duration, String> {
     humantime::parse_duration(s).map_err(|e| format!("{e} (examples: 30m, 1h, 7d, 0)"))
 }
 
+/// One repository read and marked: what every command that needs liveness does per
+/// repository (gc, its later looks, report).
+pub struct RepoLiveness {
+    pub repo: discover::Repository,
+    pub mark: mark::RepoMark,
+    pub blobs: Vec<mark::LiveBlob>,
+    pub diagnostics: Diagnostics,
+}
+
+/// Discover one repository, load its manifests into `buf`'s reuse, and mark it.
+pub fn read_and_mark(
+    storage: &dyn Storage,
+    name: String,
+    discover_options: discover::Options,
+    mark_options: mark::Options,
+    buf: &mut Vec<u8>,
+    manifests_read: &AtomicU64,
+) -> RepoLiveness {
+    let (repo, mut diagnostics) = discover::discover_repository(storage, name, discover_options);
+    let manifests = parse::load_repository(storage, &repo, buf, manifests_read);
+    let display = |key: &str| storage.display(key);
+    let (mark, blobs, mark_diags) =
+        mark::mark_repository(&repo, &manifests, mark_options, &display);
+    diagnostics.merge(mark_diags);
+    RepoLiveness {
+        repo,
+        mark,
+        blobs,
+        diagnostics,
+    }
+}
+
 /// The instant before which something must have been modified to be deleted.
 pub fn cutoff(now: SystemTime, min_age: Duration) -> SystemTime {
     if min_age.is_zero() {
@@ -160,23 +192,27 @@ pub fn collect(storage: &dyn Storage, root: &Path, options: &GcOptions) -> GcRep
         cutoff,
         ignore_errors: options.ignore_errors,
     };
-    let display = |key: &str| storage.display(key);
     let per_repo: Vec<(plan::RepoPlan, Diagnostics)> = names
         .into_par_iter()
         .map_init(
             || Vec::with_capacity(16 * 1024),
             |buf, name| {
-                let (repo, mut diags) =
-                    discover::discover_repository(storage, name, discover_options);
-                let manifests = parse::load_repository(storage, &repo, buf, &counters.manifests);
-                let (rmark, blobs, mark_diags) =
-                    mark::mark_repository(&repo, &manifests, mark_options, &display);
-                for (d, size) in &blobs {
+                let r = read_and_mark(
+                    storage,
+                    name,
+                    discover_options,
+                    mark_options,
+                    buf,
+                    &counters.manifests,
+                );
+                for (d, size) in &r.blobs {
                     live.keep(&index, d, *size);
                 }
-                diags.merge(mark_diags);
                 counters.repositories.fetch_add(1, Ordering::Relaxed);
-                (plan::plan_repository(&repo, &rmark, plan_options), diags)
+                (
+                    plan::plan_repository(&r.repo, &r.mark, plan_options),
+                    r.diagnostics,
+                )
             },
         )
         .collect();
@@ -205,12 +241,13 @@ pub fn collect(storage: &dyn Storage, root: &Path, options: &GcOptions) -> GcRep
 
     let mut rescued = (0, 0, 0);
     let (deleted, failures) = if options.dry_run {
+        // The plan is the report: moved, not copied (on a large registry it is tens of MB).
         (
             Deleted {
-                blobs: plan.blobs.clone(),
-                manifests: plan.manifests.clone(),
-                layer_links: plan.layer_links.clone(),
-                shards: plan.shards.clone(),
+                blobs: std::mem::take(&mut plan.blobs),
+                manifests: std::mem::take(&mut plan.manifests),
+                layer_links: std::mem::take(&mut plan.layer_links),
+                shards: std::mem::take(&mut plan.shards),
             },
             Vec::new(),
         )

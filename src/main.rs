@@ -241,6 +241,18 @@ fn run_prune(args: cli::PruneArgs) -> ExitCode {
     run_edit(&args.edit, &args.target, "prune", select)
 }
 
+/// Start the workers and open a target for the read-only commands.
+fn open_registry(
+    jobs: Option<usize>,
+    target: &Path,
+) -> Result<(std::path::PathBuf, FsStorage), ExitCode> {
+    set_jobs(jobs)?;
+    let root = target::resolve(target).map_err(|e| fail(&e))?;
+    let storage = FsStorage::new(&root);
+    regsweep::discover::check_root(&storage).map_err(|e| fail(&e))?;
+    Ok((root, storage))
+}
+
 /// Write to PATH, or to stdout for `-`.
 fn write_to(
     path: &Path,
@@ -262,17 +274,10 @@ fn write_to(
 }
 
 fn run_report(args: cli::ReportArgs) -> ExitCode {
-    if let Err(code) = set_jobs(args.jobs) {
-        return code;
-    }
-    let root = match target::resolve(&args.target) {
-        Ok(root) => root,
-        Err(e) => return fail(&e),
+    let (root, storage) = match open_registry(args.jobs, &args.target) {
+        Ok(opened) => opened,
+        Err(code) => return code,
     };
-    let storage = FsStorage::new(&root);
-    if let Err(e) = regsweep::discover::check_root(&storage) {
-        return fail(&e);
-    }
     let report = regsweep::usage::usage(&storage, &root);
     for p in &report.warnings {
         eprintln!("regsweep: warning: {}: {}", p.path, p.message);
@@ -307,17 +312,10 @@ fn run_report(args: cli::ReportArgs) -> ExitCode {
 }
 
 fn run_check(args: cli::CheckArgs) -> ExitCode {
-    if let Err(code) = set_jobs(args.jobs) {
-        return code;
-    }
-    let root = match target::resolve(&args.target) {
-        Ok(root) => root,
-        Err(e) => return fail(&e),
+    let (root, storage) = match open_registry(args.jobs, &args.target) {
+        Ok(opened) => opened,
+        Err(code) => return code,
     };
-    let storage = FsStorage::new(&root);
-    if let Err(e) = regsweep::discover::check_root(&storage) {
-        return fail(&e);
-    }
     let options = regsweep::check::Options {
         verify: args.verify,
         stale_uploads: args.stale_uploads,

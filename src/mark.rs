@@ -88,7 +88,7 @@ impl LiveSet {
         if let Some((s, i)) = index.locate(d) {
             self.bits[s][i / 64].fetch_or(1 << (i % 64), Ordering::Relaxed);
             if let Some(size) = size {
-                index.shards[s].sizes[i].store(size, Ordering::Relaxed);
+                index.shards[s].set_size(i, size);
             }
         }
     }

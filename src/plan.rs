@@ -204,10 +204,10 @@ pub fn assemble(
     for (s, shard) in index.shards.iter().enumerate() {
         let mut planned = 0;
         for i in 0..shard.len() {
-            if shard.states[i] == BlobState::Gone {
+            if shard.state(i) == BlobState::Gone {
                 continue;
             }
-            let size = shard.sizes[i].load(std::sync::atomic::Ordering::Relaxed);
+            let size = shard.size(i);
             c.blobs += 1;
             c.bytes += size;
             if live.contains(s, i) {
@@ -217,10 +217,10 @@ pub fn assemble(
             }
             c.dead_blobs += 1;
             c.dead_bytes += size;
-            if shard.modified[i] >= cutoff {
+            if i64::from(shard.modified(i).unwrap_or(u32::MAX)) >= cutoff {
                 c.too_young_blobs += 1;
                 c.too_young_bytes += size;
-            } else if !refused && shard.states[i] != BlobState::Strange {
+            } else if !refused && shard.state(i) != BlobState::Strange {
                 planned += 1;
                 p.blobs.push(BlobDeletion {
                     digest: shard.digest(i),

@@ -39,20 +39,12 @@ impl Ticker {
         total: u64,
         update: impl Fn(&ProgressBar) + Send + 'static,
     ) -> Ticker {
-        let bar = if enabled {
-            let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
-            bar.set_style(
-                ProgressStyle::with_template(
-                    "{msg} [{bar:30}] {pos}/{len} ({per_sec}, {eta} left)",
-                )
-                .unwrap_or_else(|_| ProgressStyle::default_bar())
-                .progress_chars("=> "),
-            );
-            bar
-        } else {
-            ProgressBar::hidden()
-        };
-        Ticker::start(enabled, bar, update)
+        Ticker::towards(
+            enabled,
+            total,
+            "{msg} [{bar:30}] {pos}/{len} ({per_sec}, {eta} left)",
+            update,
+        )
     }
 
     /// A bar of bytes towards `total`, with the rate and the time left.
@@ -61,14 +53,22 @@ impl Ticker {
         total: u64,
         update: impl Fn(&ProgressBar) + Send + 'static,
     ) -> Ticker {
+        let template = "verifying [{bar:30}] {bytes}/{total_bytes} ({bytes_per_sec}, {eta} left)";
+        Ticker::towards(enabled, total, template, update)
+    }
+
+    fn towards(
+        enabled: bool,
+        total: u64,
+        template: &str,
+        update: impl Fn(&ProgressBar) + Send + 'static,
+    ) -> Ticker {
         let bar = if enabled {
             let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
             bar.set_style(
-                ProgressStyle::with_template(
-                    "verifying [{bar:30}] {bytes}/{total_bytes} ({bytes_per_sec}, {eta} left)",
-                )
-                .unwrap_or_else(|_| ProgressStyle::default_bar())
-                .progress_chars("=> "),
+                ProgressStyle::with_template(template)
+                    .unwrap_or_else(|_| ProgressStyle::default_bar())
+                    .progress_chars("=> "),
             );
             bar
         } else {

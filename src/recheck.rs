@@ -26,7 +26,6 @@ use crate::discover;
 use crate::error::Diagnostics;
 use crate::layout;
 use crate::mark;
-use crate::parse;
 use crate::plan;
 use crate::storage::{Entry, Meta, Storage};
 
@@ -75,29 +74,28 @@ pub fn look_again(
         cutoff,
         ignore_errors: false,
     };
-    let display = |key: &str| storage.display(key);
     let counter = std::sync::atomic::AtomicU64::new(0);
     let per_repo: Vec<(plan::RepoPlan, Vec<Digest>, Diagnostics)> = names
         .into_par_iter()
         .map_init(
             || Vec::with_capacity(16 * 1024),
             |buf, name| {
-                let (repo, mut diags) =
-                    discover::discover_repository(storage, name, discover_options);
-                let manifests = parse::load_repository(storage, &repo, buf, &counter);
-                let (rmark, blobs, mark_diags) =
-                    mark::mark_repository(&repo, &manifests, mark_options, &display);
-                diags.merge(mark_diags);
-                let live: Vec<Digest> = blobs
+                let r = crate::read_and_mark(
+                    storage,
+                    name,
+                    discover_options,
+                    mark_options,
+                    buf,
+                    &counter,
+                );
+                let live: Vec<Digest> = r
+                    .blobs
                     .into_iter()
                     .map(|(d, _)| d)
                     .filter(|d| candidates.contains(d))
                     .collect();
-                (
-                    plan::plan_repository(&repo, &rmark, plan_options),
-                    live,
-                    diags,
-                )
+                let plan = plan::plan_repository(&r.repo, &r.mark, plan_options);
+                (plan, live, r.diagnostics)
             },
         )
         .collect();

@@ -20,7 +20,6 @@ use crate::discover::{self, BlobState};
 use crate::error::{Diagnostics, Problem};
 use crate::layout;
 use crate::mark;
-use crate::parse;
 use crate::report::bytes;
 use crate::storage::{Kind, Storage};
 use crate::{collect, GcOptions};
@@ -136,8 +135,8 @@ pub fn usage(storage: &dyn Storage, root: &Path) -> UsageReport {
         let s = base.partition_point(|&b| b <= p) - 1;
         let shard = &index.shards[s];
         let i = p - base[s];
-        if shard.states[i] == BlobState::Present {
-            shard.sizes[i].load(Ordering::Relaxed)
+        if shard.state(i) == BlobState::Present {
+            shard.size(i)
         } else {
             0
         }
@@ -149,25 +148,25 @@ pub fn usage(storage: &dyn Storage, root: &Path) -> UsageReport {
         delete_untagged: false,
         cutoff: crate::cutoff(SystemTime::now(), Duration::ZERO),
     };
-    let display = |key: &str| storage.display(key);
     let counter = std::sync::atomic::AtomicU64::new(0);
     let gathered: Vec<(Gathered, Diagnostics)> = names
         .into_par_iter()
         .map_init(
             || Vec::with_capacity(16 * 1024),
             |buf, name| {
-                let (repo, mut diags) = discover::discover_repository(
+                let discover_options = discover::Options {
+                    tag_history: false,
+                    link_times: true,
+                };
+                let r = crate::read_and_mark(
                     storage,
                     name,
-                    discover::Options {
-                        tag_history: false,
-                        link_times: true,
-                    },
+                    discover_options,
+                    mark_options,
+                    buf,
+                    &counter,
                 );
-                let manifests = parse::load_repository(storage, &repo, buf, &counter);
-                let (_, blobs, mark_diags) =
-                    mark::mark_repository(&repo, &manifests, mark_options, &display);
-                diags.merge(mark_diags);
+                let (repo, blobs, mut diags) = (r.repo, r.blobs, r.diagnostics);
                 let mut referenced: Vec<Digest> = blobs.into_iter().map(|(d, _)| d).collect();
                 referenced.sort_unstable();
                 referenced.dedup();
@@ -267,7 +266,11 @@ pub fn usage(storage: &dyn Storage, root: &Path) -> UsageReport {
     totals.blobs = index
         .shards
         .iter()
-        .map(|s| s.states.iter().filter(|st| **st != BlobState::Gone).count())
+        .map(|s| {
+            (0..s.len())
+                .filter(|&i| s.state(i) != BlobState::Gone)
+                .count()
+        })
         .sum();
 
     let mut repositories = Vec::with_capacity(gathered.len());
