@@ -7,14 +7,14 @@
 //!   them (`O_NOFOLLOW`), and removal deletes the link itself, never its target;
 //! - it never touches a path outside its root: keys with `..` or a leading `/` are refused.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashSet};
 use std::ffi::OsStr;
 use std::fs;
 use std::io::{self, Read};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 use std::time::SystemTime;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -104,6 +104,10 @@ pub trait Storage: Sync + Send {
 pub struct FsStorage {
     root: PathBuf,
     canonical_root: OnceLock<io::Result<PathBuf>>,
+    /// Parent directories already resolved inside the root in this run: a sweep removes
+    /// thousands of entries from the same few directories, and resolving each parent again
+    /// (an lstat per path component) made deleting several times slower than planning.
+    inside: Mutex<HashSet<PathBuf>>,
 }
 
 impl FsStorage {
@@ -111,6 +115,7 @@ impl FsStorage {
         FsStorage {
             root: root.into(),
             canonical_root: OnceLock::new(),
+            inside: Mutex::new(HashSet::new()),
         }
     }
 
@@ -126,8 +131,14 @@ impl FsStorage {
             Err(e) => return Err(io::Error::new(e.kind(), e.to_string())),
         };
         let parent = path.parent().unwrap_or(path);
+        if self.inside.lock().is_ok_and(|set| set.contains(parent)) {
+            return Ok(());
+        }
         let resolved = fs::canonicalize(parent)?;
         if resolved.starts_with(root) {
+            if let Ok(mut set) = self.inside.lock() {
+                set.insert(parent.to_path_buf());
+            }
             Ok(())
         } else {
             Err(io::Error::new(
