@@ -434,7 +434,7 @@ impl UsageReport {
              body {{ font: 14px/1.4 system-ui, sans-serif; margin: 2em; color: #222; }}\n\
              h1 {{ font-size: 1.4em; }} .muted {{ color: #666; }}\n\
              table {{ border-collapse: collapse; margin-top: 1em; }}\n\
-             th, td {{ padding: 3px 10px; border-bottom: 1px solid #ddd; text-align: right; }}\n\
+             th, td {{ padding: 3px 10px; border-bottom: 1px solid #ddd; text-align: right; white-space: nowrap; }}\n\
              th:first-child, td:first-child {{ text-align: left; }}\n\
              .legend span {{ display: inline-block; width: 12px; height: 12px; margin: 0 4px 0 14px; vertical-align: middle; }}\n\
              </style>\n</head>\n<body>",

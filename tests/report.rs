@@ -275,3 +275,69 @@ fn every_kind_of_damage_is_found_and_named() {
         .all(|p| p.kind != ProblemKind::DigestMismatch));
     assert_eq!(r.summary.verified_blobs, 0);
 }
+
+/// Render the HTML report in a real browser (headless chromium from Debian's packages;
+/// scripts/test installs it): the page must load and draw. A screenshot of the report is
+/// compared with one of an empty page of the same size: charts and a table make it much
+/// larger (a PNG of a blank page compresses to almost nothing).
+#[test]
+fn the_html_report_renders_in_a_headless_browser() {
+    let found = std::process::Command::new("chromium")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !found {
+        if std::env::var_os("CI").is_some() {
+            panic!("chromium is not installed and CI is set: run scripts/test, which installs it");
+        }
+        eprintln!("skipping: chromium is not installed (scripts/test installs it)");
+        return;
+    }
+    let dir = aged_copy("registry");
+    let out = tempfile::tempdir().unwrap();
+    let html = out.path().join("report.html");
+    let blank = out.path().join("blank.html");
+    std::fs::write(&blank, "<!DOCTYPE html><html><body></body></html>").unwrap();
+    let r = run(&[
+        "report",
+        "-q",
+        "--html",
+        html.to_str().unwrap(),
+        dir.path().to_str().unwrap(),
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let shot = |page: &Path, png: &Path| {
+        let status = std::process::Command::new("chromium")
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--hide-scrollbars",
+                "--window-size=1100,900",
+            ])
+            .arg(format!(
+                "--user-data-dir={}",
+                out.path().join("profile").display()
+            ))
+            .arg(format!("--screenshot={}", png.display()))
+            .arg(format!("file://{}", page.display()))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .unwrap();
+        assert!(status.success(), "chromium failed on {}", page.display());
+        let bytes = std::fs::read(png).unwrap();
+        assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n", "not a PNG");
+        // Width and height from the IHDR chunk.
+        let w = u32::from_be_bytes(bytes[16..20].try_into().unwrap());
+        let h = u32::from_be_bytes(bytes[20..24].try_into().unwrap());
+        (bytes.len(), w, h)
+    };
+    let (report_size, w, h) = shot(&html, &out.path().join("report.png"));
+    let (blank_size, _, _) = shot(&blank, &out.path().join("blank.png"));
+    assert_eq!((w, h), (1100, 900));
+    assert!(
+        report_size > 10 * blank_size && report_size > 20_000,
+        "the report renders like an empty page: {report_size} bytes vs {blank_size}"
+    );
+}
