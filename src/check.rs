@@ -16,16 +16,12 @@ use serde::{Deserialize, Serialize};
 use sha2::Digest as _;
 
 use crate::digest::{Algorithm, Digest};
-use crate::discover::{self, BlobIndex, BlobState};
+use crate::discover::{self, BlobIndex, BlobState, MAX_LINK_BYTES};
 use crate::layout;
-use crate::manifest::Manifest;
+use crate::manifest::{Manifest, MAX_MANIFEST_BYTES};
 use crate::progress::Ticker;
 use crate::report::bytes;
 use crate::storage::{Kind, Storage};
-
-/// A link file is tiny; anything larger is garbage.
-const MAX_LINK_BYTES: u64 = 1024;
-const MAX_MANIFEST_BYTES: u64 = 4 << 20;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -81,11 +77,6 @@ pub struct CheckReport {
 impl CheckReport {
     pub fn exit_code(&self) -> i32 {
         i32::from(!self.problems.is_empty())
-    }
-
-    pub fn write_json(&self, mut out: impl Write) -> io::Result<()> {
-        serde_json::to_writer_pretty(&mut out, self)?;
-        writeln!(out)
     }
 
     pub fn write_human(&self, mut out: impl Write) -> io::Result<()> {
@@ -390,8 +381,8 @@ impl Checker<'_> {
     }
 }
 
-/// Hash one blob with its digest's algorithm.
-fn hash_blob(storage: &dyn Storage, d: &Digest, counted: &AtomicU64) -> io::Result<Vec<u8>> {
+/// Hash one blob with its digest's algorithm: the digest its content really has.
+fn hash_blob(storage: &dyn Storage, d: &Digest, counted: &AtomicU64) -> io::Result<Digest> {
     let key = layout::blob_data(d);
     let mut h256 = sha2::Sha256::new();
     let mut h512 = sha2::Sha512::new();
@@ -404,8 +395,8 @@ fn hash_blob(storage: &dyn Storage, d: &Digest, counted: &AtomicU64) -> io::Resu
         counted.fetch_add(chunk.len() as u64, Ordering::Relaxed);
     })?;
     Ok(match alg {
-        Algorithm::Sha256 => h256.finalize().to_vec(),
-        Algorithm::Sha512 => h512.finalize().to_vec(),
+        Algorithm::Sha256 => Digest::Sha256(h256.finalize().into()),
+        Algorithm::Sha512 => Digest::Sha512(Box::new(h512.finalize().into())),
     })
 }
 
@@ -496,10 +487,10 @@ pub fn check(storage: &dyn Storage, root: &Path, options: Options) -> CheckRepor
         blobs.par_iter().for_each(|(d, _)| {
             let path = storage.display(&layout::blob_data(d));
             let problem = match hash_blob(storage, d, &counted) {
-                Ok(h) if h == d.bytes() => None,
+                Ok(h) if h == *d => None,
                 Ok(h) => Some((
                     ProblemKind::DigestMismatch,
-                    format!("content hashes to {}:{}", d.algorithm(), hex(&h)),
+                    format!("content hashes to {h}"),
                 )),
                 Err(e) => Some((
                     ProblemKind::Unreadable,
@@ -541,8 +532,4 @@ pub fn check(storage: &dyn Storage, root: &Path, options: Options) -> CheckRepor
         summary,
         problems,
     }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

@@ -43,10 +43,6 @@ pub struct ReportArgs {
     #[arg(long, value_name = "N", default_value_t = 20)]
     pub top: usize,
 
-    /// Write the JSON report to PATH (`-` for stdout, which then carries only the JSON).
-    #[arg(long, value_name = "PATH")]
-    pub json: Option<PathBuf>,
-
     /// Write every repository as CSV to PATH (`-` for stdout).
     #[arg(long, value_name = "PATH")]
     pub csv: Option<PathBuf>,
@@ -55,13 +51,12 @@ pub struct ReportArgs {
     #[arg(long, value_name = "PATH")]
     pub html: Option<PathBuf>,
 
-    /// Worker threads (default: 32 per core, 16 to 128: the work waits on the disk).
-    #[arg(short = 'j', long, value_name = "N")]
-    pub jobs: Option<usize>,
-
     /// No table on stdout.
     #[arg(short = 'q', long)]
     pub quiet: bool,
+
+    #[command(flatten)]
+    pub common: CommonArgs,
 }
 
 #[derive(Debug, Args)]
@@ -77,17 +72,12 @@ pub struct CheckArgs {
     #[arg(long, value_name = "DURATION", default_value = "24h", value_parser = parse_duration)]
     pub stale_uploads: Duration,
 
-    /// Write the JSON report to PATH (`-` for stdout, which then carries only the JSON).
-    #[arg(long, value_name = "PATH")]
-    pub json: Option<PathBuf>,
-
-    /// Worker threads (default: 32 per core, 16 to 128: the work waits on the disk).
-    #[arg(short = 'j', long, value_name = "N")]
-    pub jobs: Option<usize>,
-
     /// No summary on stdout and no progress.
     #[arg(short = 'q', long)]
     pub quiet: bool,
+
+    #[command(flatten)]
+    pub common: CommonArgs,
 }
 
 /// Options shared by the commands that edit tags and repositories.
@@ -107,10 +97,6 @@ pub struct EditArgs {
     #[arg(long, value_name = "DURATION", default_value = "1h", value_parser = parse_duration, requires = "gc")]
     pub min_age: Duration,
 
-    /// Worker threads (default: 32 per core, 16 to 128: the work waits on the disk).
-    #[arg(short = 'j', long, value_name = "N")]
-    pub jobs: Option<usize>,
-
     /// No summary; errors still go to stderr (for cron).
     #[arg(short = 'q', long)]
     pub quiet: bool,
@@ -119,13 +105,12 @@ pub struct EditArgs {
     #[arg(short = 'v', long)]
     pub verbose: bool,
 
-    /// Write the JSON report to PATH (`-` for stdout, which then carries only the JSON).
-    #[arg(long, value_name = "PATH")]
-    pub json: Option<PathBuf>,
-
     /// Wait for another run's lock instead of exiting.
     #[arg(long)]
     pub wait: bool,
+
+    #[command(flatten)]
+    pub common: CommonArgs,
 }
 
 #[derive(Debug, Args)]
@@ -188,6 +173,18 @@ pub struct PruneArgs {
     pub edit: EditArgs,
 }
 
+/// Flags every command has.
+#[derive(Debug, Args)]
+pub struct CommonArgs {
+    /// Worker threads (default: 32 per core, 16 to 128: the work waits on the disk).
+    #[arg(short = 'j', long, value_name = "N")]
+    pub jobs: Option<usize>,
+
+    /// Write the JSON report to PATH (`-` for stdout, which then carries only the JSON).
+    #[arg(long, value_name = "PATH")]
+    pub json: Option<PathBuf>,
+}
+
 #[derive(Debug, Args)]
 pub struct GcArgs {
     /// The storage root (the directory holding docker/registry/v2), or the registry's config.yml.
@@ -207,10 +204,6 @@ pub struct GcArgs {
     #[arg(long, value_name = "DURATION", default_value = "1h", value_parser = parse_duration)]
     pub min_age: Duration,
 
-    /// Worker threads (default: 32 per core, 16 to 128: the work waits on the disk).
-    #[arg(short = 'j', long, value_name = "N")]
-    pub jobs: Option<usize>,
-
     /// No progress and no summary; errors still go to stderr (for cron).
     #[arg(short = 'q', long)]
     pub quiet: bool,
@@ -218,10 +211,6 @@ pub struct GcArgs {
     /// List every deleted (or, in a dry run, deletable) item in the summary.
     #[arg(short = 'v', long)]
     pub verbose: bool,
-
-    /// Write the JSON report to PATH (`-` for stdout, which then carries only the JSON).
-    #[arg(long, value_name = "PATH")]
-    pub json: Option<PathBuf>,
 
     /// Wait for another run's lock instead of exiting.
     #[arg(long)]
@@ -232,6 +221,9 @@ pub struct GcArgs {
     /// be deleted. The run still exits 1.
     #[arg(long)]
     pub unsafe_ignore_errors: bool,
+
+    #[command(flatten)]
+    pub common: CommonArgs,
 }
 
 pub use regsweep::parse_duration;

@@ -25,7 +25,7 @@ use crate::layout;
 use crate::storage::{Entry, Kind, Storage};
 
 /// A link file holds ~71 bytes (sha256) or ~135 (sha512); anything much larger is garbage.
-const MAX_LINK_BYTES: u64 = 1024;
+pub const MAX_LINK_BYTES: u64 = 1024;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BlobState {
@@ -213,7 +213,6 @@ pub struct Link {
 pub struct Tag {
     pub name: String,
     pub current: LinkTarget,
-    pub modified: SystemTime,
     /// Modification time of `current/link` (when the tag was last pushed), if the file exists
     /// and times were asked for.
     pub pushed: Option<SystemTime>,
@@ -721,14 +720,10 @@ impl RepoWalker<'_> {
                 Some((_, modified)) if self.link_times => Some(*modified),
                 _ => None,
             };
-            let (current, modified) = read.unwrap_or_else(|| {
-                let modified = self
-                    .storage
-                    .stat(&layout::tag_dir(name, &entry.name))
-                    .map(|m| m.modified)
-                    .unwrap_or(SystemTime::UNIX_EPOCH);
-                (Err("tag has no current link".to_string()), modified)
-            });
+            let current = read.map_or_else(
+                || Err("tag has no current link".to_string()),
+                |(target, _)| target,
+            );
             let history = if history {
                 self.digest_dirs(|alg| layout::tag_index_alg_dir(name, &entry.name, alg))
                     .into_iter()
@@ -740,7 +735,6 @@ impl RepoWalker<'_> {
             tags.push(Tag {
                 name: entry.name,
                 current,
-                modified,
                 pushed,
                 history,
             });

@@ -11,7 +11,7 @@ use clap::Parser;
 use regsweep::delete::Reference;
 use regsweep::error::{Error, Problem};
 use regsweep::prune::{self, Rule, RuleSpec};
-use regsweep::report::{EditReport, GcReport};
+use regsweep::report::{write_json, EditReport, GcReport};
 use regsweep::storage::FsStorage;
 use regsweep::{gc, target, EditOptions, GcOptions};
 
@@ -50,25 +50,25 @@ fn set_jobs(jobs: Option<usize>) -> Result<(), ExitCode> {
         .map_err(|e| usage(&[format!("cannot start {jobs} worker threads: {e}")]))
 }
 
-/// What every command's report offers the binary.
-trait Output {
+/// What the reports of gc, delete and prune offer the binary.
+trait Output: serde::Serialize {
     fn problems(&self) -> Vec<(&'static str, &Problem)>;
-    fn write_json(&self, out: &mut dyn Write) -> io::Result<()>;
     fn write_human(&self, out: &mut dyn Write, verbose: bool) -> io::Result<()>;
     fn exit_code(&self) -> i32;
 }
 
-fn problems_of(r: &GcReport) -> impl Iterator<Item = (&'static str, &Problem)> {
-    let w = r.warnings.iter().map(|p| ("warning", p));
-    w.chain(r.errors.iter().map(|p| ("error", p)))
+/// Warnings, then errors, each with its severity.
+fn tagged<'a>(
+    warnings: &'a [Problem],
+    errors: &'a [Problem],
+) -> impl Iterator<Item = (&'static str, &'a Problem)> {
+    let w = warnings.iter().map(|p| ("warning", p));
+    w.chain(errors.iter().map(|p| ("error", p)))
 }
 
 impl Output for GcReport {
     fn problems(&self) -> Vec<(&'static str, &Problem)> {
-        problems_of(self).collect()
-    }
-    fn write_json(&self, out: &mut dyn Write) -> io::Result<()> {
-        GcReport::write_json(self, out)
+        tagged(&self.warnings, &self.errors).collect()
     }
     fn write_human(&self, out: &mut dyn Write, verbose: bool) -> io::Result<()> {
         GcReport::write_human(self, out, verbose)
@@ -80,15 +80,11 @@ impl Output for GcReport {
 
 impl Output for EditReport {
     fn problems(&self) -> Vec<(&'static str, &Problem)> {
-        let mut all: Vec<_> = self.warnings.iter().map(|p| ("warning", p)).collect();
-        all.extend(self.errors.iter().map(|p| ("error", p)));
+        let mut all: Vec<_> = tagged(&self.warnings, &self.errors).collect();
         if let Some(gc) = &self.gc {
-            all.extend(problems_of(gc));
+            all.extend(tagged(&gc.warnings, &gc.errors));
         }
         all
-    }
-    fn write_json(&self, out: &mut dyn Write) -> io::Result<()> {
-        EditReport::write_json(self, out)
     }
     fn write_human(&self, out: &mut dyn Write, verbose: bool) -> io::Result<()> {
         EditReport::write_human(self, out, verbose)
@@ -100,7 +96,7 @@ impl Output for EditReport {
 
 /// Problems to stderr (one line each, path first, so they can be grepped), the JSON report
 /// where asked, the human summary on stdout unless quiet or stdout carries the JSON.
-fn finish(report: &dyn Output, json: Option<&Path>, quiet: bool, verbose: bool) -> ExitCode {
+fn finish(report: &impl Output, json: Option<&Path>, quiet: bool, verbose: bool) -> ExitCode {
     {
         let mut err = io::stderr().lock();
         for (severity, p) in report.problems() {
@@ -109,17 +105,8 @@ fn finish(report: &dyn Output, json: Option<&Path>, quiet: bool, verbose: bool) 
     }
     let json_to_stdout = json == Some(Path::new("-"));
     if let Some(path) = json {
-        let written = if json_to_stdout {
-            report.write_json(&mut io::stdout().lock())
-        } else {
-            std::fs::File::create(path).and_then(|f| report.write_json(&mut io::BufWriter::new(f)))
-        };
-        if let Err(e) = written {
-            eprintln!(
-                "regsweep: error: {}: cannot write JSON report: {e}",
-                path.display()
-            );
-            return ExitCode::from(1);
+        if let Err(code) = write_to(path, |w| write_json(report, w)) {
+            return code;
         }
     }
     if !quiet && !json_to_stdout {
@@ -136,12 +123,9 @@ fn finish(report: &dyn Output, json: Option<&Path>, quiet: bool, verbose: bool) 
 }
 
 fn run_gc(args: cli::GcArgs) -> ExitCode {
-    if let Err(code) = set_jobs(args.jobs) {
-        return code;
-    }
-    let root = match target::resolve(&args.target) {
-        Ok(root) => root,
-        Err(e) => return fail(&e),
+    let (_, storage) = match open_registry(args.common.jobs, &args.target) {
+        Ok(opened) => opened,
+        Err(code) => return code,
     };
     let options = GcOptions {
         dry_run: args.dry_run,
@@ -151,8 +135,13 @@ fn run_gc(args: cli::GcArgs) -> ExitCode {
         wait_for_lock: args.wait,
         progress: !args.quiet && io::stderr().is_terminal(),
     };
-    match gc(&FsStorage::new(root), &options) {
-        Ok(report) => finish(&report, args.json.as_deref(), args.quiet, args.verbose),
+    match gc(&storage, &options) {
+        Ok(report) => finish(
+            &report,
+            args.common.json.as_deref(),
+            args.quiet,
+            args.verbose,
+        ),
         Err(e) => fail(&e),
     }
 }
@@ -179,15 +168,17 @@ fn run_edit(
     command: &str,
     select: Box<regsweep::Selector<'_>>,
 ) -> ExitCode {
-    if let Err(code) = set_jobs(args.jobs) {
-        return code;
-    }
-    let root = match target::resolve(target) {
-        Ok(root) => root,
-        Err(e) => return fail(&e),
+    let (_, storage) = match open_registry(args.common.jobs, target) {
+        Ok(opened) => opened,
+        Err(code) => return code,
     };
-    match regsweep::edit(&FsStorage::new(root), command, &edit_options(args), select) {
-        Ok(report) => finish(&report, args.json.as_deref(), args.quiet, args.verbose),
+    match regsweep::edit(&storage, command, &edit_options(args), select) {
+        Ok(report) => finish(
+            &report,
+            args.common.json.as_deref(),
+            args.quiet,
+            args.verbose,
+        ),
         Err(e) => fail(&e),
     }
 }
@@ -241,7 +232,7 @@ fn run_prune(args: cli::PruneArgs) -> ExitCode {
     run_edit(&args.edit, &args.target, "prune", select)
 }
 
-/// Start the workers and open a target for the read-only commands.
+/// Start the workers and open a target: its storage root, checked to be a registry.
 fn open_registry(
     jobs: Option<usize>,
     target: &Path,
@@ -274,21 +265,18 @@ fn write_to(
 }
 
 fn run_report(args: cli::ReportArgs) -> ExitCode {
-    let (root, storage) = match open_registry(args.jobs, &args.target) {
+    let (root, storage) = match open_registry(args.common.jobs, &args.target) {
         Ok(opened) => opened,
         Err(code) => return code,
     };
     let report = regsweep::usage::usage(&storage, &root);
-    for p in &report.warnings {
-        eprintln!("regsweep: warning: {}: {}", p.path, p.message);
-    }
-    for p in &report.errors {
-        eprintln!("regsweep: error: {}: {}", p.path, p.message);
+    for (severity, p) in tagged(&report.warnings, &report.errors) {
+        eprintln!("regsweep: {severity}: {}: {}", p.path, p.message);
     }
     let mut stdout_taken = false;
-    if let Some(path) = &args.json {
+    if let Some(path) = &args.common.json {
         stdout_taken |= path == Path::new("-");
-        if let Err(code) = write_to(path, |w| report.write_json(w)) {
+        if let Err(code) = write_to(path, |w| write_json(&report, w)) {
             return code;
         }
     }
@@ -312,7 +300,7 @@ fn run_report(args: cli::ReportArgs) -> ExitCode {
 }
 
 fn run_check(args: cli::CheckArgs) -> ExitCode {
-    let (root, storage) = match open_registry(args.jobs, &args.target) {
+    let (root, storage) = match open_registry(args.common.jobs, &args.target) {
         Ok(opened) => opened,
         Err(code) => return code,
     };
@@ -328,9 +316,9 @@ fn run_check(args: cli::CheckArgs) -> ExitCode {
             let _ = writeln!(err, "regsweep: damage: {}: {}", p.path, p.message);
         }
     }
-    let json_to_stdout = args.json.as_deref() == Some(Path::new("-"));
-    if let Some(path) = &args.json {
-        if let Err(code) = write_to(path, |w| report.write_json(w)) {
+    let json_to_stdout = args.common.json.as_deref() == Some(Path::new("-"));
+    if let Some(path) = &args.common.json {
+        if let Err(code) = write_to(path, |w| write_json(&report, w)) {
             return code;
         }
     }

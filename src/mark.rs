@@ -375,7 +375,6 @@ mod tests {
                 .map(|(t, n)| Tag {
                     name: t.to_string(),
                     current: Ok(d(*n)),
-                    modified: old(),
                     pushed: None,
                     history: vec![],
                 })

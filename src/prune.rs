@@ -264,7 +264,6 @@ mod tests {
             current: Ok(format!("sha256:{}", "ab".repeat(32))
                 .parse::<Digest>()
                 .unwrap()),
-            modified: now,
             pushed: age_days.map(|d| now - Duration::from_secs(d * 86400)),
             history: vec![],
         }

@@ -11,6 +11,12 @@ use crate::edit::RepoEdits;
 use crate::error::Problem;
 use crate::plan::{BlobDeletion, Census, LayerLinkDeletion, ManifestDeletion, ShardDeletion};
 
+/// Any report as pretty JSON, one document followed by a newline.
+pub fn write_json(report: &impl Serialize, mut out: impl Write) -> io::Result<()> {
+    serde_json::to_writer_pretty(&mut out, report)?;
+    writeln!(out)
+}
+
 /// Bumped on any incompatible change of the JSON report.
 pub const REPORT_VERSION: u32 = 1;
 
@@ -71,11 +77,6 @@ impl GcReport {
         } else {
             0
         }
-    }
-
-    pub fn write_json(&self, mut out: impl Write) -> io::Result<()> {
-        serde_json::to_writer_pretty(&mut out, self)?;
-        writeln!(out)
     }
 
     pub fn write_human(&self, mut out: impl Write, verbose: bool) -> io::Result<()> {
@@ -253,11 +254,6 @@ impl EditReport {
             0
         };
         own.max(self.gc.as_ref().map_or(0, GcReport::exit_code))
-    }
-
-    pub fn write_json(&self, mut out: impl Write) -> io::Result<()> {
-        serde_json::to_writer_pretty(&mut out, self)?;
-        writeln!(out)
     }
 
     pub fn write_human(&self, mut out: impl Write, verbose: bool) -> io::Result<()> {

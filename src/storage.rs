@@ -173,6 +173,19 @@ impl FsStorage {
 }
 
 impl FsStorage {
+    /// Open a key that must be a regular file (not a link, a directory or a FIFO).
+    fn open_regular(&self, key: &str) -> io::Result<(fs::File, fs::Metadata)> {
+        let file = self.open_nofollow(key)?;
+        let meta = file.metadata()?;
+        if !meta.is_file() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "is not a regular file",
+            ));
+        }
+        Ok((file, meta))
+    }
+
     fn open_nofollow(&self, key: &str) -> io::Result<fs::File> {
         fs::OpenOptions::new()
             .read(true)
@@ -236,14 +249,7 @@ impl Storage for FsStorage {
     }
 
     fn read_into(&self, key: &str, limit: u64, buf: &mut Vec<u8>) -> io::Result<Meta> {
-        let mut file = self.open_nofollow(key)?;
-        let meta = file.metadata()?;
-        if !meta.is_file() {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                "is not a regular file",
-            ));
-        }
+        let (mut file, meta) = self.open_regular(key)?;
         if meta.len() > limit {
             return Err(too_large(limit));
         }
@@ -312,14 +318,7 @@ impl Storage for FsStorage {
     fn read_chunks(&self, key: &str, f: &mut dyn FnMut(&[u8])) -> io::Result<u64> {
         /// Below this a read is cheaper than setting up a map.
         const MMAP_THRESHOLD: u64 = 1 << 20;
-        let mut file = self.open_nofollow(key)?;
-        let meta = file.metadata()?;
-        if !meta.is_file() {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                "is not a regular file",
-            ));
-        }
+        let (mut file, meta) = self.open_regular(key)?;
         if meta.len() >= MMAP_THRESHOLD {
             // SAFETY: a read-only map, dropped before we return. Blob files are written once
             // and never modified in place; a concurrent truncation could still fault, which is

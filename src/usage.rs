@@ -329,11 +329,6 @@ fn csv_field(s: &str) -> String {
 }
 
 impl UsageReport {
-    pub fn write_json(&self, mut out: impl Write) -> io::Result<()> {
-        serde_json::to_writer_pretty(&mut out, self)?;
-        writeln!(out)
-    }
-
     pub fn write_human(&self, mut out: impl Write, top: usize) -> io::Result<()> {
         let t = &self.totals;
         writeln!(out, "regsweep report on {}", self.root)?;
