@@ -163,7 +163,10 @@ impl Checker<'_> {
     /// Read and judge one link file; the digest it names, if valid.
     fn link(&mut self, key: &str, path_digest: Option<&Digest>) -> Option<Digest> {
         self.links += 1;
-        match self.storage.read_small(key, MAX_LINK_BYTES, &mut self.buf) {
+        match self
+            .storage
+            .read_content(key, MAX_LINK_BYTES, &mut self.buf)
+        {
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 self.problem(
                     ProblemKind::InvalidLink,

@@ -581,7 +581,7 @@ impl RepoWalker<'_> {
         } else {
             // Without an age check, every link counts as old.
             self.storage
-                .read_small(key, MAX_LINK_BYTES, &mut self.buf)
+                .read_content(key, MAX_LINK_BYTES, &mut self.buf)
                 .map(|()| SystemTime::UNIX_EPOCH)
         };
         match read {

@@ -170,12 +170,15 @@ pub fn collect(storage: &dyn Storage, root: &Path, options: &GcOptions) -> GcRep
         })
     };
 
-    // The blob store first: the live set is a bitset over its listing.
-    let (index, diags) = discover::discover_blobs(storage, &counters);
+    // The blob store first: the live set is a bitset over its listing. Finding the
+    // repositories does not depend on it, so both walks run at once.
+    let ((index, diags), (names, name_diags)) = rayon::join(
+        || discover::discover_blobs(storage, &counters),
+        || discover::repository_names(storage),
+    );
     diagnostics.merge(diags);
+    diagnostics.merge(name_diags);
     let live = mark::LiveSet::new(&index);
-    let (names, diags) = discover::repository_names(storage);
-    diagnostics.merge(diags);
 
     // Then each repository on its own: discover, parse, mark, plan, and keep only the plan, so
     // memory is bounded by the blob index and one repository per worker.

@@ -52,8 +52,8 @@ impl Manifests {
 pub fn load_one(storage: &dyn Storage, digest: &Digest, buf: &mut Vec<u8>) -> Loaded {
     let key = layout::blob_data(digest);
     let path = || storage.display(&key);
-    match storage.read_into(&key, MAX_MANIFEST_BYTES, buf) {
-        Ok(_) => Manifest::parse(buf).map(Arc::new).map_err(|e| LoadError {
+    match storage.read_content(&key, MAX_MANIFEST_BYTES, buf) {
+        Ok(()) => Manifest::parse(buf).map(Arc::new).map_err(|e| LoadError {
             path: path(),
             message: format!("manifest {digest}: {e}"),
         }),

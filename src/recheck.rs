@@ -148,8 +148,8 @@ impl Storage for TrashView<'_> {
     fn read_into(&self, key: &str, limit: u64, buf: &mut Vec<u8>) -> io::Result<Meta> {
         self.inner.read_into(self.key(key), limit, buf)
     }
-    fn read_small(&self, key: &str, limit: u64, buf: &mut Vec<u8>) -> io::Result<()> {
-        self.inner.read_small(self.key(key), limit, buf)
+    fn read_content(&self, key: &str, limit: u64, buf: &mut Vec<u8>) -> io::Result<()> {
+        self.inner.read_content(self.key(key), limit, buf)
     }
     fn read_chunks(&self, key: &str, f: &mut dyn FnMut(&[u8])) -> io::Result<u64> {
         self.inner.read_chunks(self.key(key), f)

@@ -75,9 +75,10 @@ pub trait Storage: Sync + Send {
     /// larger than `limit` bytes. Returns the file's metadata, taken from the open file.
     fn read_into(&self, key: &str, limit: u64, buf: &mut Vec<u8>) -> io::Result<Meta>;
 
-    /// Like [`Storage::read_into`] for a small file whose metadata the caller does not need:
-    /// the cheapest read the backend has (on a filesystem: open, one read, close).
-    fn read_small(&self, key: &str, limit: u64, buf: &mut Vec<u8>) -> io::Result<()> {
+    /// Like [`Storage::read_into`] for a file whose metadata the caller does not need (links,
+    /// manifests): the cheapest read the backend has (on a filesystem: open, read until a
+    /// short read, close; no fstat).
+    fn read_content(&self, key: &str, limit: u64, buf: &mut Vec<u8>) -> io::Result<()> {
         self.read_into(key, limit, buf).map(|_| ())
     }
 
@@ -204,6 +205,12 @@ impl FsStorage {
     }
 }
 
+thread_local! {
+    /// getdents buffer of each worker, reused for every listing (32 KiB holds a few hundred
+    /// entries per system call; a larger directory takes more calls, not a larger buffer).
+    static DIRENT_BUF: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(Vec::with_capacity(32 * 1024));
+}
+
 fn name_of(name: &OsStr) -> (String, bool) {
     match name.to_str() {
         Some(s) => (s.to_string(), true),
@@ -213,30 +220,64 @@ fn name_of(name: &OsStr) -> (String, bool) {
 
 impl Storage for FsStorage {
     fn list_dir(&self, key: &str) -> io::Result<Vec<Entry>> {
+        use rustix::fs::{FileType, Mode, OFlags, RawDir};
         let path = self.path(key)?;
-        // symlink_metadata first: read_dir would happily follow a symlinked directory.
-        let meta = fs::symlink_metadata(&path)?;
-        if !meta.is_dir() {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                if meta.file_type().is_symlink() {
-                    "is a symbolic link, not a directory (not followed)"
-                } else {
-                    "is not a directory"
-                },
-            ));
-        }
-        let mut out = Vec::new();
-        for entry in fs::read_dir(&path)? {
-            let entry = entry?;
-            let (name, utf8) = name_of(&entry.file_name());
-            out.push(Entry {
-                name,
-                kind: Kind::of(entry.file_type()?),
-                utf8,
-            });
-        }
-        Ok(out)
+        // One open that refuses anything but a real directory (a symbolic link fails
+        // O_NOFOLLOW): no separate lstat, and no window between checking and listing.
+        let dir = match rustix::fs::open(
+            &path,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        ) {
+            Ok(fd) => fd,
+            Err(e) if e == rustix::io::Errno::NOTDIR || e == rustix::io::Errno::LOOP => {
+                // The error path only: say which of the two it was.
+                let linked = fs::symlink_metadata(&path).is_ok_and(|m| m.file_type().is_symlink());
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    if linked {
+                        "is a symbolic link, not a directory (not followed)"
+                    } else {
+                        "is not a directory"
+                    },
+                ));
+            }
+            Err(e) => return Err(e.into()),
+        };
+        DIRENT_BUF.with_borrow_mut(|buf| {
+            let mut out = Vec::new();
+            let mut entries = RawDir::new(&dir, buf.spare_capacity_mut());
+            while let Some(entry) = entries.next() {
+                let entry = entry?;
+                let name = entry.file_name().to_bytes();
+                if name == b"." || name == b".." {
+                    continue;
+                }
+                let kind = match entry.file_type() {
+                    FileType::Directory => Kind::Dir,
+                    FileType::RegularFile => Kind::File,
+                    FileType::Symlink => Kind::Symlink,
+                    // Some filesystems do not fill in d_type: ask the inode.
+                    FileType::Unknown => {
+                        let st = rustix::fs::statat(
+                            &dir,
+                            entry.file_name(),
+                            rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
+                        )?;
+                        match FileType::from_raw_mode(st.st_mode) {
+                            FileType::Directory => Kind::Dir,
+                            FileType::RegularFile => Kind::File,
+                            FileType::Symlink => Kind::Symlink,
+                            _ => Kind::Other,
+                        }
+                    }
+                    _ => Kind::Other,
+                };
+                let (name, utf8) = name_of(OsStr::from_bytes(name));
+                out.push(Entry { name, kind, utf8 });
+            }
+            Ok(out)
+        })
     }
 
     fn stat(&self, key: &str) -> io::Result<Meta> {
@@ -264,23 +305,35 @@ impl Storage for FsStorage {
         })
     }
 
-    fn read_small(&self, key: &str, limit: u64, buf: &mut Vec<u8>) -> io::Result<()> {
+    fn read_content(&self, key: &str, limit: u64, buf: &mut Vec<u8>) -> io::Result<()> {
         let mut file = self.open_nofollow(key)?;
-        // One read of limit + 1 bytes: a regular file returns all it has (a short read means
-        // the end), and a full buffer means the file is over the limit. A directory fails the
-        // read, a FIFO returns nothing (O_NONBLOCK), so neither is mistaken for content.
+        // No fstat: read until a short read (a regular file returns all it has, so a short
+        // read means the end) or until more than `limit` bytes came. The buffer starts at
+        // 16 KiB, enough for nearly every link and manifest, and doubles from there, so a
+        // 4 MiB limit costs nothing for a 1 KiB file. A directory fails the read, a FIFO
+        // returns nothing (O_NONBLOCK), so neither is mistaken for content.
+        let cap = limit as usize + 1;
         buf.clear();
-        buf.resize(limit as usize + 1, 0);
-        let n = loop {
-            match file.read(buf) {
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                other => break other?,
+        let mut filled = 0;
+        loop {
+            if filled == buf.len() {
+                let grow = filled.max(16 * 1024).min(cap - filled);
+                buf.resize(filled + grow, 0);
             }
-        };
-        if n > limit as usize {
-            return Err(too_large(limit));
+            let want = buf.len() - filled;
+            let n = match file.read(&mut buf[filled..]) {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                other => other?,
+            };
+            filled += n;
+            if filled > limit as usize {
+                return Err(too_large(limit));
+            }
+            if n < want {
+                break;
+            }
         }
-        buf.truncate(n);
+        buf.truncate(filled);
         Ok(())
     }
 
@@ -424,9 +477,9 @@ impl Storage for Hiding<'_> {
         self.inner.read_into(key, limit, buf)
     }
 
-    fn read_small(&self, key: &str, limit: u64, buf: &mut Vec<u8>) -> io::Result<()> {
+    fn read_content(&self, key: &str, limit: u64, buf: &mut Vec<u8>) -> io::Result<()> {
         self.check(key)?;
-        self.inner.read_small(key, limit, buf)
+        self.inner.read_content(key, limit, buf)
     }
 
     fn remove_all(&self, key: &str) -> io::Result<()> {
@@ -473,6 +526,69 @@ mod tests {
     }
 
     #[test]
+    fn read_content_grows_past_its_first_buffer_and_stops_at_the_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        let big: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
+        fs::write(dir.path().join("big"), &big).unwrap();
+        fs::write(dir.path().join("exact"), vec![7u8; 16 * 1024]).unwrap();
+        let s = FsStorage::new(dir.path());
+        let mut buf = vec![1, 2, 3];
+        s.read_content("big", 4 << 20, &mut buf).unwrap();
+        assert_eq!(buf, big);
+        s.read_content("big", 100_000, &mut buf).unwrap();
+        assert_eq!(buf.len(), 100_000);
+        let err = s.read_content("big", 99_999, &mut buf).unwrap_err();
+        assert!(err.to_string().contains("larger than"), "{err}");
+        // Exactly one first buffer: the next read finds the end.
+        s.read_content("exact", 4 << 20, &mut buf).unwrap();
+        assert_eq!(buf, vec![7u8; 16 * 1024]);
+        fs::write(dir.path().join("empty"), b"").unwrap();
+        s.read_content("empty", 10, &mut buf).unwrap();
+        assert!(buf.is_empty());
+    }
+
+    #[test]
+    fn list_dir_names_kinds_and_refuses_links_and_files() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::create_dir(dir.path().join("d")).unwrap();
+        fs::write(dir.path().join("d/f"), b"x").unwrap();
+        fs::create_dir(dir.path().join("d/sub")).unwrap();
+        std::os::unix::fs::symlink("f", dir.path().join("d/l")).unwrap();
+        std::os::unix::fs::symlink("d", dir.path().join("dl")).unwrap();
+        let s = FsStorage::new(dir.path());
+        let mut got: Vec<(String, Kind)> = s
+            .list_dir("d")
+            .unwrap()
+            .into_iter()
+            .map(|e| (e.name, e.kind))
+            .collect();
+        got.sort_by(|a, b| a.0.cmp(&b.0));
+        assert_eq!(
+            got,
+            vec![
+                ("f".to_string(), Kind::File),
+                ("l".to_string(), Kind::Symlink),
+                ("sub".to_string(), Kind::Dir),
+            ]
+        );
+        let err = s.list_dir("dl").unwrap_err();
+        assert!(err.to_string().contains("symbolic link"), "{err}");
+        let err = s.list_dir("d/f").unwrap_err();
+        assert!(err.to_string().contains("not a directory"), "{err}");
+        assert_eq!(
+            s.list_dir("missing").unwrap_err().kind(),
+            io::ErrorKind::NotFound
+        );
+        // More entries than one getdents buffer holds.
+        let many = dir.path().join("many");
+        fs::create_dir(&many).unwrap();
+        for i in 0..2000 {
+            fs::write(many.join(format!("entry-with-a-longish-name-{i:05}")), b"").unwrap();
+        }
+        assert_eq!(s.list_dir("many").unwrap().len(), 2000);
+    }
+
+    #[test]
     fn reads_refuse_symlinks_and_oversize() {
         let dir = tempfile::tempdir().unwrap();
         fs::write(dir.path().join("f"), b"hello").unwrap();
@@ -482,12 +598,12 @@ mod tests {
         s.read_into("f", 5, &mut buf).unwrap();
         assert_eq!(buf, b"hello");
         assert!(s.read_into("f", 4, &mut buf).is_err());
-        s.read_small("f", 5, &mut buf).unwrap();
+        s.read_content("f", 5, &mut buf).unwrap();
         assert_eq!(buf, b"hello");
-        assert!(s.read_small("f", 4, &mut buf).is_err());
-        assert!(s.read_small("l", 100, &mut buf).is_err());
+        assert!(s.read_content("f", 4, &mut buf).is_err());
+        assert!(s.read_content("l", 100, &mut buf).is_err());
         fs::create_dir(dir.path().join("d")).unwrap();
-        assert!(s.read_small("d", 100, &mut buf).is_err());
+        assert!(s.read_content("d", 100, &mut buf).is_err());
         let err = s.read_into("l", 100, &mut buf).unwrap_err();
         assert!(err.to_string().contains("symbolic link"), "{err}");
         assert_eq!(s.stat("l").unwrap().kind, Kind::Symlink);
