@@ -98,15 +98,20 @@ fn hex_val(c: u8) -> Option<u8> {
     }
 }
 
-fn decode_hex<const N: usize>(hex: &str, whole: &str) -> Result<[u8; N], DigestError> {
+/// `whole` names the digest in an error; it is only built when there is one (this runs for
+/// every blob and link, so the happy path must not allocate).
+fn decode_hex<const N: usize>(
+    hex: &str,
+    whole: impl Fn() -> String,
+) -> Result<[u8; N], DigestError> {
     let bytes = hex.as_bytes();
     if bytes.len() != N * 2 {
-        return Err(DigestError::BadLength(truncate_for_message(whole)));
+        return Err(DigestError::BadLength(truncate_for_message(&whole())));
     }
     let mut out = [0u8; N];
     for (i, pair) in bytes.chunks_exact(2).enumerate() {
         let (Some(hi), Some(lo)) = (hex_val(pair[0]), hex_val(pair[1])) else {
-            return Err(DigestError::BadHex(truncate_for_message(whole)));
+            return Err(DigestError::BadHex(truncate_for_message(&whole())));
         };
         out[i] = hi << 4 | lo;
     }
@@ -118,8 +123,8 @@ impl Digest {
     pub fn from_parts(alg: Algorithm, hex: &str) -> Result<Digest, DigestError> {
         let whole = || format!("{alg}:{hex}");
         match alg {
-            Algorithm::Sha256 => Ok(Digest::Sha256(decode_hex::<32>(hex, &whole())?)),
-            Algorithm::Sha512 => Ok(Digest::Sha512(Box::new(decode_hex::<64>(hex, &whole())?))),
+            Algorithm::Sha256 => Ok(Digest::Sha256(decode_hex::<32>(hex, whole)?)),
+            Algorithm::Sha512 => Ok(Digest::Sha512(Box::new(decode_hex::<64>(hex, whole)?))),
         }
     }
 

@@ -338,60 +338,74 @@ pub fn discover_blobs(storage: &dyn Storage, counters: &Counters) -> (BlobIndex,
 }
 
 fn discover_shard(storage: &dyn Storage, alg: Algorithm, prefix: u8) -> (BlobShard, Diagnostics) {
+    match alg {
+        Algorithm::Sha256 => list_shard::<32>(storage, alg, prefix),
+        Algorithm::Sha512 => list_shard::<64>(storage, alg, prefix),
+    }
+}
+
+/// List one shard straight into fixed-width digests (`N` bytes each), sorted: no owned name
+/// or `Digest` per entry, so listing a large registry's shards leaves no garbage behind.
+fn list_shard<const N: usize>(
+    storage: &dyn Storage,
+    alg: Algorithm,
+    prefix: u8,
+) -> (BlobShard, Diagnostics) {
     let mut diags = Diagnostics::default();
     let prefix_hex = format!("{prefix:02x}");
     let shard_key = layout::shard_dir(alg, &prefix_hex);
-    let entries = match storage.list_dir(&shard_key) {
-        Ok(entries) => entries,
-        Err(e) => {
-            diags.error(
-                storage.display(&shard_key),
-                format!("cannot list directory: {e}"),
-            );
-            Vec::new()
-        }
-    };
-    let mut found: Vec<Digest> = Vec::with_capacity(entries.len());
-    let entry_count = entries.len();
-    for entry in entries {
-        let key = || format!("{shard_key}/{}", entry.name);
-        let digest = match Digest::from_parts(alg, &entry.name) {
-            Ok(d) if entry.utf8 && entry.name.starts_with(&prefix_hex) => d,
-            _ => {
-                diags.warn(
-                    storage.display(&key()),
-                    "not a blob directory name; left alone",
-                );
-                continue;
-            }
-        };
-        if entry.kind != Kind::Dir {
+    let mut found: Vec<[u8; N]> = Vec::new();
+    let mut entry_count = 0;
+    let listed = storage.visit_dir(&shard_key, &mut |name, kind| {
+        entry_count += 1;
+        let key = || format!("{shard_key}/{}", String::from_utf8_lossy(name));
+        let digest = std::str::from_utf8(name)
+            .ok()
+            .filter(|n| n.starts_with(&prefix_hex))
+            .and_then(|n| Digest::from_parts(alg, n).ok());
+        let Some(digest) = digest else {
             diags.warn(
                 storage.display(&key()),
-                if entry.kind == Kind::Symlink {
+                "not a blob directory name; left alone",
+            );
+            return;
+        };
+        if kind != Kind::Dir {
+            diags.warn(
+                storage.display(&key()),
+                if kind == Kind::Symlink {
                     "blob directory is a symbolic link; not followed, left alone"
                 } else {
                     "blob entry is not a directory; left alone"
                 },
             );
-            continue;
+            return;
         }
-        found.push(digest);
+        if let Ok(bytes) = digest.bytes().try_into() {
+            found.push(bytes);
+        }
+    });
+    if let Err(e) = listed {
+        diags.error(
+            storage.display(&shard_key),
+            format!("cannot list directory: {e}"),
+        );
+        found.clear();
+        entry_count = 0;
     }
     found.sort_unstable();
-    let width = alg.hex_len() / 2;
     let mut shard = BlobShard {
         algorithm: alg,
         prefix,
         entries: entry_count,
-        width,
-        digests: Vec::with_capacity(found.len() * width),
+        width: N,
+        digests: Vec::with_capacity(found.len() * N),
         sizes: Vec::with_capacity(found.len()),
         big: Mutex::new(HashMap::new()),
         stats: Vec::new(),
     };
-    for d in found {
-        shard.digests.extend_from_slice(d.bytes());
+    for d in &found {
+        shard.digests.extend_from_slice(d);
         shard.sizes.push(AtomicU32::new(SMALL_UNKNOWN));
     }
     (shard, diags)

@@ -185,6 +185,13 @@ pub fn assemble(
         refused,
         ..Plan::default()
     };
+    if !refused {
+        // Sized once: growing by doubling would hold two copies at the peak of a large run.
+        p.manifests
+            .reserve_exact(repos.iter().map(|r| r.manifests.len()).sum());
+        p.layer_links
+            .reserve_exact(repos.iter().map(|r| r.layer_links.len()).sum());
+    }
     let c = &mut p.census;
     c.repositories = repos.len();
     for r in repos {
@@ -238,10 +245,12 @@ pub fn assemble(
         }
     }
 
-    // Parallel discovery has no order; plans and reports do.
-    p.manifests.sort();
-    p.layer_links.sort();
-    p.blobs.sort();
-    p.shards.sort();
+    // Parallel discovery has no order; plans and reports do. Every entry is distinct, so an
+    // unstable sort gives the same order, in place (a stable sort would allocate half the
+    // plan again at the peak of a large run).
+    p.manifests.sort_unstable();
+    p.layer_links.sort_unstable();
+    p.blobs.sort_unstable();
+    p.shards.sort_unstable();
     p
 }

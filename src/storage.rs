@@ -68,6 +68,16 @@ pub trait Storage: Sync + Send {
     /// callers decide whether absence matters.
     fn list_dir(&self, key: &str) -> io::Result<Vec<Entry>>;
 
+    /// Like [`Storage::list_dir`], one entry at a time (its raw name and kind) without
+    /// collecting them: a blob shard holds thousands of entries, and a list of owned names is
+    /// garbage the moment it has been read. A name that is not UTF-8 may come lossily.
+    fn visit_dir(&self, key: &str, f: &mut dyn FnMut(&[u8], Kind)) -> io::Result<()> {
+        for e in self.list_dir(key)? {
+            f(e.name.as_bytes(), e.kind);
+        }
+        Ok(())
+    }
+
     /// Metadata of a key, not following a final symbolic link.
     fn stat(&self, key: &str) -> io::Result<Meta>;
 
@@ -205,10 +215,54 @@ impl FsStorage {
     }
 }
 
+/// getdents buffer size: a few hundred entries per system call; a larger directory takes
+/// more calls, not a larger buffer.
+const DIRENT_BUF_BYTES: usize = 32 * 1024;
+
 thread_local! {
-    /// getdents buffer of each worker, reused for every listing (32 KiB holds a few hundred
-    /// entries per system call; a larger directory takes more calls, not a larger buffer).
-    static DIRENT_BUF: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(Vec::with_capacity(32 * 1024));
+    /// Each worker's getdents buffer, reused for every listing.
+    static DIRENT_BUF: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
+}
+
+/// The entries of an open directory, read with getdents into `buf`.
+fn visit_entries(
+    dir: &rustix::fd::OwnedFd,
+    buf: &mut Vec<u8>,
+    f: &mut dyn FnMut(&[u8], Kind),
+) -> io::Result<()> {
+    use rustix::fs::{FileType, RawDir};
+    buf.clear();
+    buf.reserve(DIRENT_BUF_BYTES);
+    let mut entries = RawDir::new(dir, buf.spare_capacity_mut());
+    while let Some(entry) = entries.next() {
+        let entry = entry?;
+        let name = entry.file_name().to_bytes();
+        if name == b"." || name == b".." {
+            continue;
+        }
+        let kind = match entry.file_type() {
+            FileType::Directory => Kind::Dir,
+            FileType::RegularFile => Kind::File,
+            FileType::Symlink => Kind::Symlink,
+            // Some filesystems do not fill in d_type: ask the inode.
+            FileType::Unknown => {
+                let st = rustix::fs::statat(
+                    dir,
+                    entry.file_name(),
+                    rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
+                )?;
+                match FileType::from_raw_mode(st.st_mode) {
+                    FileType::Directory => Kind::Dir,
+                    FileType::RegularFile => Kind::File,
+                    FileType::Symlink => Kind::Symlink,
+                    _ => Kind::Other,
+                }
+            }
+            _ => Kind::Other,
+        };
+        f(name, kind);
+    }
+    Ok(())
 }
 
 fn name_of(name: &OsStr) -> (String, bool) {
@@ -220,7 +274,16 @@ fn name_of(name: &OsStr) -> (String, bool) {
 
 impl Storage for FsStorage {
     fn list_dir(&self, key: &str) -> io::Result<Vec<Entry>> {
-        use rustix::fs::{FileType, Mode, OFlags, RawDir};
+        let mut out = Vec::new();
+        self.visit_dir(key, &mut |name, kind| {
+            let (name, utf8) = name_of(OsStr::from_bytes(name));
+            out.push(Entry { name, kind, utf8 });
+        })?;
+        Ok(out)
+    }
+
+    fn visit_dir(&self, key: &str, f: &mut dyn FnMut(&[u8], Kind)) -> io::Result<()> {
+        use rustix::fs::{Mode, OFlags};
         let path = self.path(key)?;
         // One open that refuses anything but a real directory (a symbolic link fails
         // O_NOFOLLOW): no separate lstat, and no window between checking and listing.
@@ -244,40 +307,11 @@ impl Storage for FsStorage {
             }
             Err(e) => return Err(e.into()),
         };
-        DIRENT_BUF.with_borrow_mut(|buf| {
-            let mut out = Vec::new();
-            let mut entries = RawDir::new(&dir, buf.spare_capacity_mut());
-            while let Some(entry) = entries.next() {
-                let entry = entry?;
-                let name = entry.file_name().to_bytes();
-                if name == b"." || name == b".." {
-                    continue;
-                }
-                let kind = match entry.file_type() {
-                    FileType::Directory => Kind::Dir,
-                    FileType::RegularFile => Kind::File,
-                    FileType::Symlink => Kind::Symlink,
-                    // Some filesystems do not fill in d_type: ask the inode.
-                    FileType::Unknown => {
-                        let st = rustix::fs::statat(
-                            &dir,
-                            entry.file_name(),
-                            rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
-                        )?;
-                        match FileType::from_raw_mode(st.st_mode) {
-                            FileType::Directory => Kind::Dir,
-                            FileType::RegularFile => Kind::File,
-                            FileType::Symlink => Kind::Symlink,
-                            _ => Kind::Other,
-                        }
-                    }
-                    _ => Kind::Other,
-                };
-                let (name, utf8) = name_of(OsStr::from_bytes(name));
-                out.push(Entry { name, kind, utf8 });
-            }
-            Ok(out)
-        })
+        // Taken, not borrowed: `f` may list another directory on this thread.
+        let mut buf = DIRENT_BUF.take();
+        let result = visit_entries(&dir, &mut buf, f);
+        DIRENT_BUF.set(buf);
+        result
     }
 
     fn stat(&self, key: &str) -> io::Result<Meta> {
@@ -586,6 +620,18 @@ mod tests {
             fs::write(many.join(format!("entry-with-a-longish-name-{i:05}")), b"").unwrap();
         }
         assert_eq!(s.list_dir("many").unwrap().len(), 2000);
+        // A visitor may list another directory on the same thread.
+        let mut outer = 0;
+        let mut inner = 0;
+        s.visit_dir("many", &mut |_, kind| {
+            assert_eq!(kind, Kind::File);
+            outer += 1;
+            if outer % 500 == 0 {
+                inner += s.list_dir("d").unwrap().len();
+            }
+        })
+        .unwrap();
+        assert_eq!((outer, inner), (2000, 12));
     }
 
     #[test]
