@@ -88,15 +88,25 @@ fn truncate_for_message(s: &str) -> String {
     }
 }
 
-fn hex_val(c: u8) -> Option<u8> {
-    // Upper-case hex is rejected on purpose: the registry only ever writes lower case, and
-    // `sha256:ABC` names a different path than `sha256:abc` on a case-sensitive filesystem.
-    match c {
-        b'0'..=b'9' => Some(c - b'0'),
-        b'a'..=b'f' => Some(c - b'a' + 10),
-        _ => None,
+/// Value of each byte as a lower-case hex digit, or `INVALID`. Upper-case hex is rejected on
+/// purpose: the registry only ever writes lower case, and `sha256:ABC` names a different path
+/// than `sha256:abc` on a case-sensitive filesystem. A table, because every blob name, link
+/// and descriptor goes through here (millions on a large registry).
+const INVALID: u8 = 0xff;
+const HEX: [u8; 256] = {
+    let mut t = [INVALID; 256];
+    let mut c = 0;
+    while c < 10 {
+        t[b'0' as usize + c] = c as u8;
+        c += 1;
     }
-}
+    let mut c = 0;
+    while c < 6 {
+        t[b'a' as usize + c] = 10 + c as u8;
+        c += 1;
+    }
+    t
+};
 
 /// `whole` names the digest in an error; it is only built when there is one (this runs for
 /// every blob and link, so the happy path must not allocate).
@@ -109,11 +119,16 @@ fn decode_hex<const N: usize>(
         return Err(DigestError::BadLength(truncate_for_message(&whole())));
     }
     let mut out = [0u8; N];
-    for (i, pair) in bytes.chunks_exact(2).enumerate() {
-        let (Some(hi), Some(lo)) = (hex_val(pair[0]), hex_val(pair[1])) else {
-            return Err(DigestError::BadHex(truncate_for_message(&whole())));
-        };
-        out[i] = hi << 4 | lo;
+    // Check once at the end: valid digits are 0..=15, so any invalid one shows in the high
+    // bits of `bad`.
+    let mut bad = 0u8;
+    for (o, pair) in out.iter_mut().zip(bytes.chunks_exact(2)) {
+        let (hi, lo) = (HEX[pair[0] as usize], HEX[pair[1] as usize]);
+        bad |= hi | lo;
+        *o = hi << 4 | lo;
+    }
+    if bad > 0x0f {
+        return Err(DigestError::BadHex(truncate_for_message(&whole())));
     }
     Ok(out)
 }
@@ -276,6 +291,23 @@ mod tests {
             nonhex.parse::<Digest>(),
             Err(DigestError::BadHex(_))
         ));
+        // Every byte value at every position: only 0-9 and a-f decode, to their value.
+        for pos in [0, 1, 33, 63] {
+            for b in 0..=255u8 {
+                let mut hex = HEX64.as_bytes().to_vec();
+                hex[pos] = b;
+                let Ok(text) = std::str::from_utf8(&hex) else {
+                    continue;
+                };
+                let parsed = Digest::from_parts(Algorithm::Sha256, text);
+                let valid = b.is_ascii_digit() || (b'a'..=b'f').contains(&b);
+                assert_eq!(parsed.is_ok(), valid, "byte {b:#04x} at {pos}");
+                if let Ok(d) = parsed {
+                    let nibble = (d.bytes()[pos / 2] >> if pos % 2 == 0 { 4 } else { 0 }) & 0xf;
+                    assert_eq!(format!("{nibble:x}").as_bytes()[0], b);
+                }
+            }
+        }
         // A sha256-length hex under the sha512 name is wrong, not silently accepted.
         let wrong_alg = format!("sha512:{HEX64}");
         assert!(matches!(
