@@ -26,6 +26,16 @@ pub enum Kind {
 }
 
 impl Kind {
+    fn of_raw(ft: rustix::fs::FileType) -> Kind {
+        use rustix::fs::FileType;
+        match ft {
+            FileType::Directory => Kind::Dir,
+            FileType::RegularFile => Kind::File,
+            FileType::Symlink => Kind::Symlink,
+            _ => Kind::Other,
+        }
+    }
+
     fn of(ft: fs::FileType) -> Kind {
         if ft.is_symlink() {
             Kind::Symlink
@@ -241,9 +251,6 @@ fn visit_entries(
             continue;
         }
         let kind = match entry.file_type() {
-            FileType::Directory => Kind::Dir,
-            FileType::RegularFile => Kind::File,
-            FileType::Symlink => Kind::Symlink,
             // Some filesystems do not fill in d_type: ask the inode.
             FileType::Unknown => {
                 let st = rustix::fs::statat(
@@ -251,14 +258,9 @@ fn visit_entries(
                     entry.file_name(),
                     rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
                 )?;
-                match FileType::from_raw_mode(st.st_mode) {
-                    FileType::Directory => Kind::Dir,
-                    FileType::RegularFile => Kind::File,
-                    FileType::Symlink => Kind::Symlink,
-                    _ => Kind::Other,
-                }
+                Kind::of_raw(FileType::from_raw_mode(st.st_mode))
             }
-            _ => Kind::Other,
+            known => Kind::of_raw(known),
         };
         f(name, kind);
     }
