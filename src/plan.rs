@@ -245,9 +245,9 @@ pub fn assemble(
         }
     }
 
-    // Parallel discovery has no order; plans and reports do. Every entry is distinct, so an
-    // unstable sort gives the same order, in place (a stable sort would allocate half the
-    // plan again at the peak of a large run).
+    // Parallel discovery has no order; plans and reports do. Ord is derived over every field,
+    // so entries that compare equal are identical and an unstable sort gives the same result,
+    // in place (a stable sort would allocate half the plan again at the peak of a large run).
     p.manifests.sort_unstable();
     p.layer_links.sort_unstable();
     p.blobs.sort_unstable();
