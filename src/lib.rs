@@ -85,8 +85,37 @@ pub struct RepoLiveness {
     pub diagnostics: Diagnostics,
 }
 
+/// Discover, load and mark every named repository in parallel (each worker reusing one
+/// manifest buffer) and hand each result to `each`, on the worker. The collector, its later
+/// looks and the usage report all read repositories this way.
+pub fn read_and_mark_all<R: Send>(
+    storage: &dyn Storage,
+    names: Vec<String>,
+    discover_options: discover::Options,
+    mark_options: mark::Options,
+    manifests_read: &AtomicU64,
+    each: impl Fn(RepoLiveness) -> R + Sync + Send,
+) -> Vec<R> {
+    names
+        .into_par_iter()
+        .map_init(
+            || Vec::with_capacity(16 * 1024),
+            |buf, name| {
+                each(read_and_mark(
+                    storage,
+                    name,
+                    discover_options,
+                    mark_options,
+                    buf,
+                    manifests_read,
+                ))
+            },
+        )
+        .collect()
+}
+
 /// Discover one repository, load its manifests into `buf`'s reuse, and mark it.
-pub fn read_and_mark(
+fn read_and_mark(
     storage: &dyn Storage,
     name: String,
     discover_options: discover::Options,
@@ -195,30 +224,23 @@ pub fn collect(storage: &dyn Storage, root: &Path, options: &GcOptions) -> GcRep
         cutoff,
         ignore_errors: options.ignore_errors,
     };
-    let per_repo: Vec<(plan::RepoPlan, Diagnostics)> = names
-        .into_par_iter()
-        .map_init(
-            || Vec::with_capacity(16 * 1024),
-            |buf, name| {
-                let r = read_and_mark(
-                    storage,
-                    name,
-                    discover_options,
-                    mark_options,
-                    buf,
-                    &counters.manifests,
-                );
-                for (d, size) in &r.blobs {
-                    live.keep(&index, d, *size);
-                }
-                counters.repositories.fetch_add(1, Ordering::Relaxed);
-                (
-                    plan::plan_repository(&r.repo, &r.mark, plan_options),
-                    r.diagnostics,
-                )
-            },
-        )
-        .collect();
+    let per_repo = read_and_mark_all(
+        storage,
+        names,
+        discover_options,
+        mark_options,
+        &counters.manifests,
+        |r| {
+            for (d, size) in &r.blobs {
+                live.keep(&index, d, *size);
+            }
+            counters.repositories.fetch_add(1, Ordering::Relaxed);
+            (
+                plan::plan_repository(&r.repo, &r.mark, plan_options),
+                r.diagnostics,
+            )
+        },
+    );
     let mut repo_plans = Vec::with_capacity(per_repo.len());
     for (p, d) in per_repo {
         repo_plans.push(p);

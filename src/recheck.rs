@@ -19,8 +19,6 @@ use std::collections::{HashMap, HashSet};
 use std::io;
 use std::time::{Duration, SystemTime};
 
-use rayon::prelude::*;
-
 use crate::digest::Digest;
 use crate::discover;
 use crate::error::Diagnostics;
@@ -75,30 +73,23 @@ pub fn look_again(
         ignore_errors: false,
     };
     let counter = std::sync::atomic::AtomicU64::new(0);
-    let per_repo: Vec<(plan::RepoPlan, Vec<Digest>, Diagnostics)> = names
-        .into_par_iter()
-        .map_init(
-            || Vec::with_capacity(16 * 1024),
-            |buf, name| {
-                let r = crate::read_and_mark(
-                    storage,
-                    name,
-                    discover_options,
-                    mark_options,
-                    buf,
-                    &counter,
-                );
-                let live: Vec<Digest> = r
-                    .blobs
-                    .into_iter()
-                    .map(|(d, _)| d)
-                    .filter(|d| candidates.contains(d))
-                    .collect();
-                let plan = plan::plan_repository(&r.repo, &r.mark, plan_options);
-                (plan, live, r.diagnostics)
-            },
-        )
-        .collect();
+    let per_repo = crate::read_and_mark_all(
+        storage,
+        names,
+        discover_options,
+        mark_options,
+        &counter,
+        |r| {
+            let live: Vec<Digest> = r
+                .blobs
+                .into_iter()
+                .map(|(d, _)| d)
+                .filter(|d| candidates.contains(d))
+                .collect();
+            let plan = plan::plan_repository(&r.repo, &r.mark, plan_options);
+            (plan, live, r.diagnostics)
+        },
+    );
     for (p, live, diags) in per_repo {
         look.live_blobs.extend(live);
         look.manifests

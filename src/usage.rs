@@ -12,7 +12,6 @@ use std::path::Path;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, SystemTime};
 
-use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::digest::Digest;
@@ -149,75 +148,68 @@ pub fn usage(storage: &dyn Storage, root: &Path) -> UsageReport {
         cutoff: crate::cutoff(SystemTime::now(), Duration::ZERO),
     };
     let counter = std::sync::atomic::AtomicU64::new(0);
-    let gathered: Vec<(Gathered, Diagnostics)> = names
-        .into_par_iter()
-        .map_init(
-            || Vec::with_capacity(16 * 1024),
-            |buf, name| {
-                let discover_options = discover::Options {
-                    tag_history: false,
-                    link_times: true,
-                };
-                let r = crate::read_and_mark(
-                    storage,
-                    name,
-                    discover_options,
-                    mark_options,
-                    buf,
-                    &counter,
-                );
-                let (repo, blobs, mut diags) = (r.repo, r.blobs, r.diagnostics);
-                let mut referenced: Vec<Digest> = blobs.into_iter().map(|(d, _)| d).collect();
-                referenced.sort_unstable();
-                referenced.dedup();
-                for d in &referenced {
-                    if let Some(p) = position(d) {
-                        refs[p].fetch_add(1, Ordering::Relaxed);
-                    }
+    let discover_options = discover::Options {
+        tag_history: false,
+        link_times: true,
+    };
+    let gathered: Vec<(Gathered, Diagnostics)> = crate::read_and_mark_all(
+        storage,
+        names,
+        discover_options,
+        mark_options,
+        &counter,
+        |r| {
+            let (repo, blobs, mut diags) = (r.repo, r.blobs, r.diagnostics);
+            let mut referenced: Vec<Digest> = blobs.into_iter().map(|(d, _)| d).collect();
+            referenced.sort_unstable();
+            referenced.dedup();
+            for d in &referenced {
+                if let Some(p) = position(d) {
+                    refs[p].fetch_add(1, Ordering::Relaxed);
                 }
-                let tagged: HashSet<&Digest> = repo
+            }
+            let tagged: HashSet<&Digest> = repo
+                .tags
+                .iter()
+                .filter_map(|t| t.current.as_ref().ok())
+                .collect();
+            let mut linked: HashSet<Digest> = HashSet::new();
+            for l in repo.revisions.iter().chain(&repo.layers) {
+                linked.insert(l.digest.clone());
+                if let Ok(t) = &l.target {
+                    linked.insert(t.clone());
+                }
+            }
+            let (uploads, upload_bytes) = uploads(storage, &repo.name, &mut diags);
+            let usage = RepoUsage {
+                tags: repo.tags.len(),
+                manifests: repo.revisions.len(),
+                untagged_manifests: repo
+                    .revisions
+                    .iter()
+                    .filter(|r| !tagged.contains(&r.digest))
+                    .count(),
+                newest_push: repo
                     .tags
                     .iter()
-                    .filter_map(|t| t.current.as_ref().ok())
-                    .collect();
-                let mut linked: HashSet<Digest> = HashSet::new();
-                for l in repo.revisions.iter().chain(&repo.layers) {
-                    linked.insert(l.digest.clone());
-                    if let Ok(t) = &l.target {
-                        linked.insert(t.clone());
-                    }
-                }
-                let (uploads, upload_bytes) = uploads(storage, &repo.name, &mut diags);
-                let usage = RepoUsage {
-                    tags: repo.tags.len(),
-                    manifests: repo.revisions.len(),
-                    untagged_manifests: repo
-                        .revisions
-                        .iter()
-                        .filter(|r| !tagged.contains(&r.digest))
-                        .count(),
-                    newest_push: repo
-                        .tags
-                        .iter()
-                        .filter_map(|t| t.pushed)
-                        .max()
-                        .map(|t| humantime::format_rfc3339_seconds(t).to_string()),
-                    uploads,
-                    upload_bytes,
-                    name: repo.name,
-                    ..RepoUsage::default()
-                };
-                (
-                    Gathered {
-                        usage,
-                        referenced,
-                        linked,
-                    },
-                    diags,
-                )
-            },
-        )
-        .collect();
+                    .filter_map(|t| t.pushed)
+                    .max()
+                    .map(|t| humantime::format_rfc3339_seconds(t).to_string()),
+                uploads,
+                upload_bytes,
+                name: repo.name,
+                ..RepoUsage::default()
+            };
+            (
+                Gathered {
+                    usage,
+                    referenced,
+                    linked,
+                },
+                diags,
+            )
+        },
+    );
 
     // The collector's own answer for what each mode would delete.
     let dry = |delete_untagged| {
