@@ -4,7 +4,7 @@
 //! revision, and the blob store's sizes; with `--verify`, the content of every blob, hashed in
 //! parallel (large files through a memory map) and compared with its digest.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::{self, Write};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -28,8 +28,10 @@ use crate::storage::{Kind, Storage};
 pub enum ProblemKind {
     EmptyLink,
     InvalidLink,
+    PaddedLink,
     LinkToMissingBlob,
     MissingManifest,
+    UnlinkedChild,
     UnreadableManifest,
     UnparseableManifest,
     MissingBlob,
@@ -69,6 +71,10 @@ pub struct CheckSummary {
 pub struct CheckReport {
     pub version: u32,
     pub root: String,
+    /// Why this root: named on the command line, or read from the registry's config (which
+    /// key, or which environment override). Empty when the library is called directly.
+    #[serde(default)]
+    pub root_source: String,
     pub verify: bool,
     pub summary: CheckSummary,
     pub problems: Vec<CheckProblem>,
@@ -87,6 +93,7 @@ impl CheckReport {
             if self.verify { " --verify" } else { "" },
             self.root
         )?;
+        crate::report::write_root_source(&mut out, &self.root_source)?;
         writeln!(
             out,
             "Checked {} repositories, {} manifests, {} links, {} blobs ({})",
@@ -195,6 +202,21 @@ impl Checker<'_> {
                 None
             }
             Ok(()) => match Digest::parse_link(&self.buf) {
+                // gc reads such a link (it is lenient, and keeps what it names), but the
+                // registry does not: it answers 500 for whatever needs it.
+                Ok(d) if self.buf.trim_ascii() != self.buf.as_slice() => {
+                    self.problem(
+                        ProblemKind::PaddedLink,
+                        key,
+                        Some(&d),
+                        format!(
+                            "link file has white space around the digest ({:?}): the registry \
+                             answers 500 for pulls that need it",
+                            String::from_utf8_lossy(&self.buf)
+                        ),
+                    );
+                    Some(d)
+                }
                 Err(e) => {
                     self.problem(
                         ProblemKind::InvalidLink,
@@ -293,6 +315,9 @@ impl Checker<'_> {
             self.link(&layout::layer_link(name, &l.digest), Some(&l.digest));
         }
         let mut manifests = 0;
+        let revisions: HashSet<&Digest> = repo.revisions.iter().map(|r| &r.digest).collect();
+        // Index -> children, to find which tags an unlinked child breaks.
+        let mut indexes: HashMap<Digest, Vec<Digest>> = HashMap::new();
         for rev in &repo.revisions {
             let key = layout::revision_link(name, &rev.digest);
             let Some(content) = self.link(&key, Some(&rev.digest)) else {
@@ -344,7 +369,11 @@ impl Checker<'_> {
                     );
                 }
             }
+            if !m.children.is_empty() {
+                indexes.insert(rev.digest.clone(), m.children.clone());
+            }
         }
+        self.unlinked_children(name, &repo.tags, &revisions, &indexes);
         // Uploads nobody finished.
         let dir = layout::uploads_dir(name);
         if let Ok(entries) = self.storage.list_dir(&dir) {
@@ -381,6 +410,66 @@ impl Checker<'_> {
             }
         }
         manifests
+    }
+}
+
+impl Checker<'_> {
+    /// An index whose child has no revision link in the repository (what the reference
+    /// collector's `-m` leaves behind): the registry answers 404 for the child, so the image
+    /// does not pull on that platform. Names the child's missing link and every tag that
+    /// reaches the index, at any depth.
+    fn unlinked_children(
+        &mut self,
+        name: &str,
+        tags: &[discover::Tag],
+        revisions: &HashSet<&Digest>,
+        indexes: &HashMap<Digest, Vec<Digest>>,
+    ) {
+        let mut broken: BTreeMap<(Digest, Digest), Vec<String>> = BTreeMap::new();
+        for (index, children) in indexes {
+            for child in children.iter().filter(|c| !revisions.contains(c)) {
+                broken.insert((index.clone(), child.clone()), Vec::new());
+            }
+        }
+        if broken.is_empty() {
+            return;
+        }
+        for tag in tags {
+            let Ok(current) = &tag.current else { continue };
+            let mut seen = HashSet::new();
+            let mut stack = vec![current.clone()];
+            while let Some(d) = stack.pop() {
+                if !seen.insert(d.clone()) {
+                    continue;
+                }
+                for child in indexes.get(&d).into_iter().flatten() {
+                    if let Some(tags) = broken.get_mut(&(d.clone(), child.clone())) {
+                        tags.push(tag.name.clone());
+                    }
+                    stack.push(child.clone());
+                }
+            }
+        }
+        for ((index, child), tags) in broken {
+            let who = if tags.is_empty() {
+                format!("pulls of index {index} fail on that platform")
+            } else {
+                format!(
+                    "pulls of tag{} {} fail on that platform",
+                    if tags.len() == 1 { "" } else { "s" },
+                    tags.iter()
+                        .map(|t| format!("{name}:{t}"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            };
+            self.problem(
+                ProblemKind::UnlinkedChild,
+                &layout::revision_link(name, &child),
+                Some(&child),
+                format!("child manifest of index {index} has no revision link in {name}: {who}"),
+            );
+        }
     }
 }
 
@@ -531,6 +620,7 @@ pub fn check(storage: &dyn Storage, root: &Path, options: Options) -> CheckRepor
     CheckReport {
         version: crate::report::REPORT_VERSION,
         root: root.display().to_string(),
+        root_source: String::new(),
         verify: options.verify,
         summary,
         problems,

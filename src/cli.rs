@@ -176,9 +176,11 @@ pub struct PruneArgs {
 /// Flags every command has.
 #[derive(Debug, Args)]
 pub struct CommonArgs {
-    /// Worker threads (default: 32 per core, 16 to 128: the work waits on the disk).
-    #[arg(short = 'j', long, value_name = "N")]
-    pub jobs: Option<usize>,
+    /// Worker threads (default: 32 per core, 16 to 128: the work waits on the disk; at most
+    /// 1024).
+    #[arg(short = 'j', long, value_name = "N",
+          value_parser = clap::value_parser!(u64).range(1..=regsweep::MAX_JOBS as u64))]
+    pub jobs: Option<u64>,
 
     /// Write the JSON report to PATH (`-` for stdout, which then carries only the JSON).
     #[arg(long, value_name = "PATH")]

@@ -42,6 +42,11 @@ impl Reference {
     /// Parse `REPO:TAG`, `REPO@DIGEST`, or (only when `repositories` is set, so a forgotten
     /// tag cannot delete a whole repository) a bare `REPO`.
     pub fn parse(text: &str, repositories: bool) -> Result<Reference, String> {
+        if text.trim().is_empty() {
+            return Err(format!(
+                "{text:?}: the reference is empty (give REPO:TAG, REPO@DIGEST, or REPO with --repository)"
+            ));
+        }
         let (repo, target) = if let Some((repo, digest)) = text.split_once('@') {
             let digest: Digest = digest
                 .parse()
@@ -191,7 +196,9 @@ mod tests {
             Reference::parse("team/app", true).unwrap().target,
             Target::Repository
         ));
-        for bad in ["app:", "app:-x", "app@sha256:12", ":v1", "app:a/b"] {
+        let empty = Reference::parse("", true).unwrap_err();
+        assert!(empty.contains("the reference is empty"), "{empty}");
+        for bad in ["app:", "app:-x", "app@sha256:12", ":v1", "app:a/b", "", " "] {
             assert!(Reference::parse(bad, true).is_err(), "{bad}");
         }
     }

@@ -342,6 +342,10 @@ pub fn discover_blobs(storage: &dyn Storage, counters: &Counters) -> (BlobIndex,
         return (BlobIndex::default(), diags);
     };
     for alg_entry in algs {
+        // The trash of a run on a registry whose blobs/ is a filesystem of its own.
+        if alg_entry.name == layout::TRASH_NAME {
+            continue;
+        }
         let key = format!("{}/{}", layout::BLOBS, alg_entry.name);
         let alg = match Algorithm::from_name(&alg_entry.name) {
             Some(alg) if alg_entry.kind == Kind::Dir => alg,
@@ -632,9 +636,22 @@ impl RepoWalker<'_> {
     /// List a directory of this repository; absence is an empty listing, any other failure
     /// makes the repository incomplete.
     fn list(&mut self, key: &str) -> Vec<Entry> {
-        match list_optional(self.storage, key, &mut self.diags) {
-            Some(entries) => entries,
-            None => {
+        match self.storage.list_dir(key) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+            Err(e) => {
+                // A file where `_layers` or `revisions` should be fails every per-algorithm
+                // listing below it: name the file, once (identical problems are merged).
+                let parent = key.rsplit_once('/').map(|(p, _)| p);
+                match parent.filter(|p| self.storage.stat(p).is_ok_and(|m| m.kind != Kind::Dir)) {
+                    Some(p) => self
+                        .diags
+                        .error(self.storage.display(p), "is not a directory"),
+                    None => self.diags.error(
+                        self.storage.display(key),
+                        format!("cannot list directory: {e}"),
+                    ),
+                }
                 self.complete = false;
                 Vec::new()
             }

@@ -137,12 +137,25 @@ pub fn uploads_dir(repo: &str) -> String {
 /// finds it (the previous one was killed) first puts everything back.
 pub const TRASH: &str = "docker/registry/v2/.regsweep-trash";
 
+/// The trash when `blobs/` is a filesystem of its own (a big volume mounted there): a move
+/// must stay a rename on one filesystem, so the trash goes inside `blobs/`. The registry only
+/// ever opens blobs by digest there; its own collector walks `blobs/` and would stumble on
+/// this directory, which is why it is used only when it must be, and is empty between runs.
+pub const BLOBS_TRASH: &str = "docker/registry/v2/blobs/.regsweep-trash";
+
+/// The name of a trash directory inside `blobs/`, which blob discovery skips.
+pub const TRASH_NAME: &str = ".regsweep-trash";
+
+/// Every place a run may have left blobs in a trash.
+pub const TRASHES: [&str; 2] = [TRASH, BLOBS_TRASH];
+
 /// Where directories go, in one rename, to be deleted: a kill never leaves one half-removed.
 pub const TRASH_GONE: &str = "docker/registry/v2/.regsweep-trash/gone";
 
-/// A blob's place in the trash: one flat directory per blob, named `<alg>-<hex>`.
-pub fn trash_entry(digest: &Digest) -> String {
-    format!("{TRASH}/{}-{}", digest.algorithm(), digest.hex())
+/// A blob's place in a trash (one of [`TRASHES`]): one flat directory per blob, named
+/// `<alg>-<hex>`.
+pub fn trash_entry(trash: &str, digest: &Digest) -> String {
+    format!("{trash}/{}-{}", digest.algorithm(), digest.hex())
 }
 
 /// Where regsweep keeps its lock: beside `blobs/` and `repositories/`, where the registry

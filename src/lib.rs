@@ -68,6 +68,10 @@ pub fn default_jobs() -> usize {
     (cores * 32).clamp(16, 128)
 }
 
+/// The most worker threads `--jobs` accepts. Past a few hundred the disk answers no faster,
+/// and each thread costs a stack and start-up time: 15,000 of them took minutes to start.
+pub const MAX_JOBS: usize = 1024;
+
 /// Parse a duration as administrators write it (`30m`, `1h`, `7d`); `0` means none.
 pub fn parse_duration(s: &str) -> std::result::Result<Duration, String> {
     if s.trim() == "0" {
@@ -172,9 +176,12 @@ pub fn collect(storage: &dyn Storage, root: &Path, options: &GcOptions) -> GcRep
     // this run decide afresh. A dry run cannot, and says so.
     let mut restored_from_trash = 0;
     if options.dry_run {
-        if storage.stat(layout::TRASH).is_ok() {
+        for trash in layout::TRASHES {
+            if storage.stat(trash).is_err() {
+                continue;
+            }
             diagnostics.warn(
-                storage.display(layout::TRASH),
+                storage.display(trash),
                 "an interrupted run left blobs in the trash; the next real run puts them back \
                  (this dry run counts them as deleted)",
             );
@@ -343,6 +350,7 @@ pub fn collect(storage: &dyn Storage, root: &Path, options: &GcOptions) -> GcRep
         version: REPORT_VERSION,
         dry_run: options.dry_run,
         root: root.display().to_string(),
+        root_source: String::new(),
         delete_untagged: options.delete_untagged,
         min_age_seconds: options.min_age.as_secs(),
         refused: plan.refused,
@@ -430,6 +438,7 @@ pub fn edit(
         command: command.to_string(),
         dry_run: options.dry_run,
         root: storage.root().display().to_string(),
+        root_source: String::new(),
         refused,
         summary,
         repositories: done,

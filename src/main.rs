@@ -39,11 +39,9 @@ fn usage(messages: &[String]) -> ExitCode {
     fail(&Error::Usage(messages.to_vec()))
 }
 
-fn set_jobs(jobs: Option<usize>) -> Result<(), ExitCode> {
-    let jobs = jobs.unwrap_or_else(regsweep::default_jobs);
-    if jobs == 0 {
-        return Err(usage(&["--jobs must be at least 1".into()]));
-    }
+fn set_jobs(jobs: Option<u64>) -> Result<(), ExitCode> {
+    // clap has checked the range.
+    let jobs = jobs.map_or_else(regsweep::default_jobs, |j| j as usize);
     rayon::ThreadPoolBuilder::new()
         .num_threads(jobs)
         .build_global()
@@ -52,6 +50,8 @@ fn set_jobs(jobs: Option<usize>) -> Result<(), ExitCode> {
 
 /// What the reports of gc, delete and prune offer the binary.
 trait Output: serde::Serialize {
+    /// Say where the root came from, and what the registry's config warns of.
+    fn annotate(&mut self, target: &Opened);
     fn problems(&self) -> Vec<(&'static str, &Problem)>;
     fn write_human(&self, out: &mut dyn Write, verbose: bool) -> io::Result<()>;
     fn exit_code(&self) -> i32;
@@ -67,6 +67,10 @@ fn tagged<'a>(
 }
 
 impl Output for GcReport {
+    fn annotate(&mut self, target: &Opened) {
+        self.root_source = target.resolved.source.clone();
+        self.warnings.extend(target.config_warnings());
+    }
     fn problems(&self) -> Vec<(&'static str, &Problem)> {
         tagged(&self.warnings, &self.errors).collect()
     }
@@ -79,11 +83,21 @@ impl Output for GcReport {
 }
 
 impl Output for EditReport {
+    fn annotate(&mut self, target: &Opened) {
+        self.root_source = target.resolved.source.clone();
+        if let Some(gc) = &mut self.gc {
+            gc.root_source = target.resolved.source.clone();
+        }
+        self.warnings.extend(target.config_warnings());
+    }
     fn problems(&self) -> Vec<(&'static str, &Problem)> {
         let mut all: Vec<_> = tagged(&self.warnings, &self.errors).collect();
         if let Some(gc) = &self.gc {
             all.extend(tagged(&gc.warnings, &gc.errors));
         }
+        // The edit and its collector read the same storage: say each problem once.
+        let mut seen = std::collections::HashSet::new();
+        all.retain(|(severity, p)| seen.insert((*severity, &p.path, &p.message)));
         all
     }
     fn write_human(&self, out: &mut dyn Write, verbose: bool) -> io::Result<()> {
@@ -95,38 +109,43 @@ impl Output for EditReport {
 }
 
 /// Problems to stderr (one line each, path first, so they can be grepped), the JSON report
-/// where asked, the human summary on stdout unless quiet or stdout carries the JSON.
-fn finish(report: &impl Output, json: Option<&Path>, quiet: bool, verbose: bool) -> ExitCode {
+/// where asked, the human summary on stdout unless quiet or stdout carries the JSON. A report
+/// that cannot be written is an error (exit 1), but never hides the summary of what was done.
+fn finish(
+    mut report: impl Output,
+    target: &Opened,
+    json: Option<Sink>,
+    quiet: bool,
+    verbose: bool,
+) -> ExitCode {
+    report.annotate(target);
     {
         let mut err = io::stderr().lock();
         for (severity, p) in report.problems() {
             let _ = writeln!(err, "regsweep: {severity}: {}: {}", p.path, p.message);
         }
     }
-    let json_to_stdout = json == Some(Path::new("-"));
-    if let Some(path) = json {
-        if let Err(code) = write_to(path, |w| write_json(report, w)) {
-            return code;
-        }
+    let json_to_stdout = json.as_ref().is_some_and(Sink::is_stdout);
+    let mut failed = false;
+    if let Some(sink) = json {
+        failed |= !sink.write("JSON report", |w| write_json(&report, w));
     }
     if !quiet && !json_to_stdout {
-        let mut out = io::stdout().lock();
-        if report
-            .write_human(&mut out, verbose)
-            .and_then(|()| out.flush())
-            .is_err()
-        {
-            return ExitCode::from(1);
-        }
+        failed |= !Sink::Stdout.write("summary", |w| report.write_human(w, verbose));
     }
-    ExitCode::from(report.exit_code() as u8)
+    ExitCode::from(report.exit_code().max(i32::from(failed)) as u8)
 }
 
 fn run_gc(args: cli::GcArgs) -> ExitCode {
-    let (_, storage) = match open_registry(args.common.jobs, &args.target) {
+    let (opened, [json]) = match open(
+        args.common.jobs,
+        &args.target,
+        [args.common.json.as_deref()],
+    ) {
         Ok(opened) => opened,
         Err(code) => return code,
     };
+    let storage = FsStorage::new(&opened.resolved.root);
     let options = GcOptions {
         dry_run: args.dry_run,
         delete_untagged: args.delete_untagged,
@@ -136,12 +155,7 @@ fn run_gc(args: cli::GcArgs) -> ExitCode {
         progress: !args.quiet && io::stderr().is_terminal(),
     };
     match gc(&storage, &options) {
-        Ok(report) => finish(
-            &report,
-            args.common.json.as_deref(),
-            args.quiet,
-            args.verbose,
-        ),
+        Ok(report) => finish(report, &opened, json, args.quiet, args.verbose),
         Err(e) => fail(&e),
     }
 }
@@ -168,17 +182,13 @@ fn run_edit(
     command: &str,
     select: Box<regsweep::Selector<'_>>,
 ) -> ExitCode {
-    let (_, storage) = match open_registry(args.common.jobs, target) {
+    let (opened, [json]) = match open(args.common.jobs, target, [args.common.json.as_deref()]) {
         Ok(opened) => opened,
         Err(code) => return code,
     };
+    let storage = FsStorage::new(&opened.resolved.root);
     match regsweep::edit(&storage, command, &edit_options(args), select) {
-        Ok(report) => finish(
-            &report,
-            args.common.json.as_deref(),
-            args.quiet,
-            args.verbose,
-        ),
+        Ok(report) => finish(report, &opened, json, args.quiet, args.verbose),
         Err(e) => fail(&e),
     }
 }
@@ -232,100 +242,196 @@ fn run_prune(args: cli::PruneArgs) -> ExitCode {
     run_edit(&args.edit, &args.target, "prune", select)
 }
 
-/// Start the workers and open a target: its storage root, checked to be a registry.
-fn open_registry(
-    jobs: Option<usize>,
-    target: &Path,
-) -> Result<(std::path::PathBuf, FsStorage), ExitCode> {
-    set_jobs(jobs)?;
-    let root = target::resolve(target).map_err(|e| fail(&e))?;
-    let storage = FsStorage::new(&root);
-    regsweep::discover::check_root(&storage).map_err(|e| fail(&e))?;
-    Ok((root, storage))
+/// A target opened for a command: its storage root and why, checked to be a registry.
+struct Opened {
+    resolved: target::Resolved,
+    /// The config file named on the command line, if any (for its warnings' path).
+    config: Option<std::path::PathBuf>,
 }
 
-/// Write to PATH, or to stdout for `-`.
-fn write_to(
-    path: &Path,
-    write: impl FnOnce(&mut dyn Write) -> io::Result<()>,
-) -> Result<(), ExitCode> {
-    let result = if path == Path::new("-") {
-        let mut out = io::stdout().lock();
-        write(&mut out).and_then(|()| out.flush())
-    } else {
-        std::fs::File::create(path).and_then(|f| {
-            let mut w = io::BufWriter::new(f);
-            write(&mut w).and_then(|()| w.flush())
-        })
-    };
-    result.map_err(|e| {
-        eprintln!("regsweep: error: {}: cannot write: {e}", path.display());
-        ExitCode::from(1)
-    })
+impl Opened {
+    /// The registry config's warnings, as problems naming the config file.
+    fn config_warnings(&self) -> Vec<Problem> {
+        let path = self
+            .config
+            .as_ref()
+            .map_or_else(String::new, |p| p.display().to_string());
+        self.resolved
+            .warnings
+            .iter()
+            .map(|w| Problem::new(path.clone(), w.clone()))
+            .collect()
+    }
+}
+
+/// Start the workers, open a target (its storage root, checked to be a registry), then every
+/// output the command was asked to write, all before anything is read or deleted: a bad
+/// target or an unwritable output stops the command here with exit 2.
+fn open<const N: usize>(
+    jobs: Option<u64>,
+    target: &Path,
+    outputs: [Option<&Path>; N],
+) -> Result<(Opened, [Option<Sink>; N]), ExitCode> {
+    set_jobs(jobs)?;
+    let resolved = target::resolve(target).map_err(|e| fail(&e))?;
+    let storage = FsStorage::new(&resolved.root);
+    regsweep::discover::check_root(&storage).map_err(|e| fail(&e))?;
+    let to_stdout = outputs
+        .iter()
+        .flatten()
+        .filter(|p| **p == Path::new("-"))
+        .count();
+    if to_stdout > 1 {
+        return Err(usage(&[
+            "only one output can go to stdout (`-`); write the others to files".into(),
+        ]));
+    }
+    let mut sinks: [Option<Sink>; N] = std::array::from_fn(|_| None);
+    for (sink, path) in sinks.iter_mut().zip(outputs) {
+        if let Some(path) = path {
+            *sink = Some(Sink::open(path)?);
+        }
+    }
+    let config = (!std::fs::metadata(target).is_ok_and(|m| m.is_dir())).then(|| target.into());
+    Ok((Opened { resolved, config }, sinks))
+}
+
+/// Where a report goes: stdout, or a file opened before the command touches anything.
+enum Sink {
+    Stdout,
+    File {
+        path: std::path::PathBuf,
+        file: std::fs::File,
+    },
+}
+
+impl Sink {
+    /// Open PATH (`-` is stdout) for writing now, without truncating it yet: an unwritable
+    /// path stops the command before it starts (exit 2), and an existing file keeps its
+    /// content until there is a report to put in it.
+    fn open(path: &Path) -> Result<Sink, ExitCode> {
+        if path == Path::new("-") {
+            return Ok(Sink::Stdout);
+        }
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)
+            .map(|file| Sink::File {
+                path: path.to_path_buf(),
+                file,
+            })
+            .map_err(|e| {
+                fail(&regsweep::error::Error::target(
+                    path,
+                    format!("cannot write there: {e}; nothing was done"),
+                ))
+            })
+    }
+
+    fn is_stdout(&self) -> bool {
+        matches!(self, Sink::Stdout)
+    }
+
+    /// Write `what`; a failure is said on stderr, naming the path, and returns false.
+    fn write(self, what: &str, write: impl FnOnce(&mut dyn Write) -> io::Result<()>) -> bool {
+        let (name, result) = match self {
+            Sink::Stdout => {
+                let mut out = io::stdout().lock();
+                (
+                    "stdout".to_string(),
+                    write(&mut out).and_then(|()| out.flush()),
+                )
+            }
+            Sink::File { path, file } => {
+                // Truncated only now; a device such as /dev/null cannot be, and needs not.
+                let truncated = match file.metadata() {
+                    Ok(m) if m.is_file() => file.set_len(0),
+                    _ => Ok(()),
+                };
+                let mut w = io::BufWriter::new(file);
+                let result = truncated
+                    .and_then(|()| write(&mut w))
+                    .and_then(|()| w.flush());
+                (path.display().to_string(), result)
+            }
+        };
+        match result {
+            Ok(()) => true,
+            Err(e) => {
+                eprintln!("regsweep: error: {name}: cannot write the {what}: {e}");
+                false
+            }
+        }
+    }
 }
 
 fn run_report(args: cli::ReportArgs) -> ExitCode {
-    let (root, storage) = match open_registry(args.common.jobs, &args.target) {
+    let outputs = [
+        args.common.json.as_deref(),
+        args.csv.as_deref(),
+        args.html.as_deref(),
+    ];
+    let (opened, [json, csv, html]) = match open(args.common.jobs, &args.target, outputs) {
         Ok(opened) => opened,
         Err(code) => return code,
     };
-    let report = regsweep::usage::usage(&storage, &root);
+    let storage = FsStorage::new(&opened.resolved.root);
+    let mut report = regsweep::usage::usage(&storage, &opened.resolved.root);
+    report.root_source = opened.resolved.source.clone();
     for (severity, p) in tagged(&report.warnings, &report.errors) {
         eprintln!("regsweep: {severity}: {}: {}", p.path, p.message);
     }
-    let mut stdout_taken = false;
-    if let Some(path) = &args.common.json {
-        stdout_taken |= path == Path::new("-");
-        if let Err(code) = write_to(path, |w| write_json(&report, w)) {
-            return code;
-        }
+    let stdout_taken = [&json, &csv]
+        .iter()
+        .any(|s| s.as_ref().is_some_and(Sink::is_stdout));
+    let mut failed = false;
+    if let Some(sink) = json {
+        failed |= !sink.write("JSON report", |w| write_json(&report, w));
     }
-    if let Some(path) = &args.csv {
-        stdout_taken |= path == Path::new("-");
-        if let Err(code) = write_to(path, |w| report.write_csv(w)) {
-            return code;
-        }
+    if let Some(sink) = csv {
+        failed |= !sink.write("CSV report", |w| report.write_csv(w));
     }
-    if let Some(path) = &args.html {
-        if let Err(code) = write_to(path, |w| report.write_html(w, args.top)) {
-            return code;
-        }
+    if let Some(sink) = html {
+        failed |= !sink.write("HTML report", |w| report.write_html(w, args.top));
     }
     if !args.quiet && !stdout_taken {
-        if let Err(code) = write_to(Path::new("-"), |w| report.write_human(w, args.top)) {
-            return code;
-        }
+        failed |= !Sink::Stdout.write("table", |w| report.write_human(w, args.top));
     }
-    ExitCode::from(report.exit_code() as u8)
+    ExitCode::from(report.exit_code().max(i32::from(failed)) as u8)
 }
 
 fn run_check(args: cli::CheckArgs) -> ExitCode {
-    let (root, storage) = match open_registry(args.common.jobs, &args.target) {
+    let (opened, [json]) = match open(
+        args.common.jobs,
+        &args.target,
+        [args.common.json.as_deref()],
+    ) {
         Ok(opened) => opened,
         Err(code) => return code,
     };
+    let storage = FsStorage::new(&opened.resolved.root);
     let options = regsweep::check::Options {
         verify: args.verify,
         stale_uploads: args.stale_uploads,
         progress: !args.quiet && io::stderr().is_terminal(),
     };
-    let report = regsweep::check::check(&storage, &root, options);
+    let mut report = regsweep::check::check(&storage, &opened.resolved.root, options);
+    report.root_source = opened.resolved.source.clone();
     {
         let mut err = io::stderr().lock();
         for p in &report.problems {
             let _ = writeln!(err, "regsweep: damage: {}: {}", p.path, p.message);
         }
     }
-    let json_to_stdout = args.common.json.as_deref() == Some(Path::new("-"));
-    if let Some(path) = &args.common.json {
-        if let Err(code) = write_to(path, |w| write_json(&report, w)) {
-            return code;
-        }
+    let json_to_stdout = json.as_ref().is_some_and(Sink::is_stdout);
+    let mut failed = false;
+    if let Some(sink) = json {
+        failed |= !sink.write("JSON report", |w| write_json(&report, w));
     }
     if !args.quiet && !json_to_stdout {
-        if let Err(code) = write_to(Path::new("-"), |w| report.write_human(w)) {
-            return code;
-        }
+        failed |= !Sink::Stdout.write("summary", |w| report.write_human(w));
     }
-    ExitCode::from(report.exit_code() as u8)
+    ExitCode::from(report.exit_code().max(i32::from(failed)) as u8)
 }

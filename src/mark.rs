@@ -244,14 +244,18 @@ impl<'a> RepoMarker<'a> {
                     // A tag or a live index names a manifest whose revision was deleted from
                     // this repository: the registry no longer serves it, so nothing it
                     // references is needed through it. Its own blob is kept, as the registry's
-                    // collector keeps every digest a live manifest lists.
-                    self.diags.warn(
+                    // collector keeps every digest a live manifest lists. When the repository
+                    // could not be listed whole, the revision may well be there: the listing
+                    // error already says so, and "already broken" would be a false alarm.
+                    if self.repo.complete {
+                        self.diags.warn(
                         (self.display)(&layout::revision_link(&self.repo.name, &d)),
                         format!(
                             "manifest {d} is named by a tag or a live index of {} but was deleted from it; that image is already broken",
                             self.repo.name
                         ),
                     );
+                    }
                     self.live_blobs.push((d.clone(), None));
                     continue;
                 }

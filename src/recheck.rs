@@ -111,13 +111,13 @@ pub struct TrashView<'a> {
 }
 
 impl<'a> TrashView<'a> {
-    pub fn new(inner: &'a dyn Storage, trashed: &HashSet<Digest>) -> TrashView<'a> {
+    pub fn new(inner: &'a dyn Storage, trash: &str, trashed: &HashSet<Digest>) -> TrashView<'a> {
         let moved = trashed
             .iter()
             .map(|d| {
                 (
                     layout::blob_data(d),
-                    format!("{}/{}", layout::trash_entry(d), layout::DATA_FILE),
+                    format!("{}/{}", layout::trash_entry(trash, d), layout::DATA_FILE),
                 )
             })
             .collect();
@@ -153,6 +153,9 @@ impl Storage for TrashView<'_> {
     }
     fn rename(&self, from: &str, to: &str) -> io::Result<()> {
         self.inner.rename(from, to)
+    }
+    fn same_filesystem(&self, a: &str, b: &str) -> io::Result<bool> {
+        self.inner.same_filesystem(a, b)
     }
     fn display(&self, key: &str) -> String {
         self.inner.display(key)

@@ -17,6 +17,15 @@ pub fn write_json(report: &impl Serialize, mut out: impl Write) -> io::Result<()
     writeln!(out)
 }
 
+/// The line under a report's title that says why this root was chosen.
+pub fn write_root_source(mut out: impl Write, source: &str) -> io::Result<()> {
+    if source.is_empty() {
+        Ok(())
+    } else {
+        writeln!(out, "root from {source}")
+    }
+}
+
 /// Bumped on any incompatible change of the JSON report.
 pub const REPORT_VERSION: u32 = 1;
 
@@ -59,6 +68,10 @@ pub struct GcReport {
     pub version: u32,
     pub dry_run: bool,
     pub root: String,
+    /// Why this root: named on the command line, or read from the registry's config (which
+    /// key, or which environment override). Empty when the library is called directly.
+    #[serde(default)]
+    pub root_source: String,
     pub delete_untagged: bool,
     pub min_age_seconds: u64,
     /// True when the run refused to delete anything because the live set may be incomplete.
@@ -93,6 +106,7 @@ impl GcReport {
             if self.dry_run { " (dry run)" } else { "" },
             self.root
         )?;
+        write_root_source(&mut out, &self.root_source)?;
         writeln!(
             out,
             "mode: {}; min age {}",
@@ -235,6 +249,10 @@ pub struct EditReport {
     pub command: String,
     pub dry_run: bool,
     pub root: String,
+    /// Why this root: named on the command line, or read from the registry's config (which
+    /// key, or which environment override). Empty when the library is called directly.
+    #[serde(default)]
+    pub root_source: String,
     /// True when problems (listed in `errors`) stopped the run before it changed anything.
     pub refused: bool,
     pub summary: EditSummary,
@@ -265,6 +283,7 @@ impl EditReport {
             if self.dry_run { " (dry run)" } else { "" },
             self.root
         )?;
+        write_root_source(&mut out, &self.root_source)?;
         let verb = if self.dry_run {
             "would delete"
         } else {
@@ -383,6 +402,7 @@ mod tests {
             version: REPORT_VERSION,
             dry_run: true,
             root: "/r".into(),
+            root_source: String::new(),
             delete_untagged: false,
             min_age_seconds: 3600,
             refused: false,

@@ -116,6 +116,12 @@ pub trait Storage: Sync + Send {
     /// Atomically move `from` to `to` (creating `to`'s parent), failing if `to` exists.
     fn rename(&self, from: &str, to: &str) -> io::Result<()>;
 
+    /// Whether the directories `a` and `b` are on one filesystem, so that a rename can move
+    /// entries from one to the other.
+    fn same_filesystem(&self, _a: &str, _b: &str) -> io::Result<bool> {
+        Ok(true)
+    }
+
     /// The full path of a key, for messages.
     fn display(&self, key: &str) -> String;
 }
@@ -443,6 +449,13 @@ impl Storage for FsStorage {
         fs::rename(&src, &dst)
     }
 
+    fn same_filesystem(&self, a: &str, b: &str) -> io::Result<bool> {
+        use std::os::unix::fs::MetadataExt;
+        let dev =
+            |key: &str| -> io::Result<u64> { Ok(fs::symlink_metadata(self.path(key)?)?.dev()) };
+        Ok(dev(a)? == dev(b)?)
+    }
+
     fn display(&self, key: &str) -> String {
         if key.is_empty() {
             self.root.display().to_string()
@@ -533,6 +546,10 @@ impl Storage for Hiding<'_> {
 
     fn rename(&self, from: &str, _to: &str) -> io::Result<()> {
         Err(read_only(from))
+    }
+
+    fn same_filesystem(&self, a: &str, b: &str) -> io::Result<bool> {
+        self.inner.same_filesystem(a, b)
     }
 
     fn display(&self, key: &str) -> String {

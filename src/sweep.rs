@@ -10,7 +10,9 @@
 //!
 //! An interrupted sweep therefore never leaves a live image pointing at a removed blob, and a
 //! second run finishes the job. A missing path is success (someone already removed it); any
-//! other failure is reported with its path and the sweep goes on with the rest.
+//! other failure is reported with its path and the sweep goes on with the rest of its step,
+//! but a failed manifest or layer-link deletion stops the sweep before the blob step: the
+//! blobs it references must outlive it, or the tree is left with references to nothing.
 
 use std::collections::HashSet;
 use std::io;
@@ -137,11 +139,29 @@ pub fn sweep(
     });
     outcome.layer_links = links;
     outcome.failures.extend(failed);
+    if !outcome.failures.is_empty() {
+        // References that could not be removed still name their blobs: leave every blob (and
+        // shard) for a run that can remove the references first.
+        outcome.diagnostics.error(
+            storage.display(layout::BLOBS),
+            format!(
+                "no blob was deleted: {} manifest or layer-link deletions failed (listed here), \
+                 and the blobs they reference must outlive them; run again once they can be \
+                 deleted",
+                outcome.failures.len()
+            ),
+        );
+        outcome.manifests.sort();
+        outcome.layer_links.sort();
+        outcome.failures.sort();
+        return outcome;
+    }
 
     // Blobs: to the trash, a last look, back what is live, then delete the rest.
+    let trash = blob_trash(storage);
     let (trashed, failed) = run_step(&plan.blobs, done, |b| {
         let from = layout::blob_dir(&b.digest);
-        match storage.rename(&from, &layout::trash_entry(&b.digest)) {
+        match storage.rename(&from, &layout::trash_entry(trash, &b.digest)) {
             Ok(()) => Ok(()),
             // Someone (an earlier, interrupted run) already removed it.
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
@@ -156,7 +176,7 @@ pub fn sweep(
     let look = if candidates.is_empty() {
         Look::default()
     } else {
-        last_look(&TrashView::new(storage, &candidates), &candidates)
+        last_look(&TrashView::new(storage, trash, &candidates), &candidates)
     };
     let keep_all = !look.diagnostics.errors.is_empty();
     let (back, gone): (Vec<BlobDeletion>, Vec<BlobDeletion>) = trashed
@@ -164,13 +184,21 @@ pub fn sweep(
         .partition(|b| keep_all || look.live_blobs.contains(&b.digest));
     outcome.rescued_blobs = back.len();
     for b in &back {
-        if let Err(p) = restore(storage, &b.digest) {
+        if let Err(p) = restore(storage, trash, &b.digest) {
             outcome.failures.push(p);
         }
     }
-    outcome.diagnostics = look.diagnostics;
+    outcome.diagnostics.merge(look.diagnostics);
+    // Removed in place: a trash entry half-removed by a kill is put back by the next run as a
+    // blob directory without data, which the registry counts as absent and gc sweeps.
     let (blobs, failed) = run_step(&gone, &AtomicU64::new(0), |b| {
-        remove(storage, &layout::trash_entry(&b.digest)).map_err(|p| vec![p])
+        let entry = layout::trash_entry(trash, &b.digest);
+        storage.remove_all(&entry).map_err(|e| {
+            vec![Problem::new(
+                storage.display(&entry),
+                format!("cannot delete: {e}"),
+            )]
+        })
     });
     outcome.blobs = blobs;
     outcome.failures.extend(failed);
@@ -197,16 +225,27 @@ pub fn sweep(
     outcome
 }
 
+/// The trash dead blobs move to: beside `blobs/` when both are on one filesystem, inside it
+/// when `blobs/` is a filesystem of its own, so that moving a blob is always a rename.
+fn blob_trash(storage: &dyn Storage) -> &'static str {
+    match storage.same_filesystem(layout::BLOBS, layout::V2) {
+        Ok(false) => layout::BLOBS_TRASH,
+        _ => layout::TRASH,
+    }
+}
+
 /// Remove the trash directories when nothing is left in them.
 fn tidy_trash(storage: &dyn Storage) {
     let _ = storage.remove_empty_dir(layout::TRASH_GONE);
-    let _ = storage.remove_empty_dir(layout::TRASH);
+    for trash in layout::TRASHES {
+        let _ = storage.remove_empty_dir(trash);
+    }
 }
 
 /// Put a blob back from the trash. If the blob was pushed again meanwhile (its directory
 /// exists), the trashed copy is the same content and is simply removed.
-fn restore(storage: &dyn Storage, digest: &Digest) -> Result<(), Problem> {
-    let entry = layout::trash_entry(digest);
+fn restore(storage: &dyn Storage, trash: &str, digest: &Digest) -> Result<(), Problem> {
+    let entry = layout::trash_entry(trash, digest);
     match storage.rename(&entry, &layout::blob_dir(digest)) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => remove(storage, &entry),
@@ -233,37 +272,39 @@ pub fn recover_trash(storage: &dyn Storage) -> (usize, Vec<Problem>) {
             )],
         );
     }
-    let entries = match storage.list_dir(layout::TRASH) {
-        Ok(entries) => entries,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return (0, Vec::new()),
-        Err(e) => {
-            return (
-                0,
-                vec![Problem::new(
-                    storage.display(layout::TRASH),
-                    format!("cannot list the trash of an interrupted run: {e}"),
-                )],
-            )
-        }
-    };
     let mut restored = 0;
     let mut problems = Vec::new();
-    for entry in entries {
-        let digest = entry
-            .name
-            .split_once('-')
-            .and_then(|(alg, hex)| format!("{alg}:{hex}").parse::<Digest>().ok());
-        match digest {
-            Some(d) if entry.utf8 && layout::trash_entry(&d).ends_with(&entry.name) => {
-                match restore(storage, &d) {
-                    Ok(()) => restored += 1,
-                    Err(p) => problems.push(p),
-                }
+    for trash in layout::TRASHES {
+        let entries = match storage.list_dir(trash) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(e) => {
+                problems.push(Problem::new(
+                    storage.display(trash),
+                    format!("cannot list the trash of an interrupted run: {e}"),
+                ));
+                continue;
             }
-            _ => problems.push(Problem::new(
-                storage.display(&format!("{}/{}", layout::TRASH, entry.name)),
-                "not a blob in regsweep's trash; left alone",
-            )),
+        };
+        for entry in entries {
+            let digest = entry
+                .name
+                .split_once('-')
+                .and_then(|(alg, hex)| format!("{alg}:{hex}").parse::<Digest>().ok());
+            match digest {
+                Some(d) if entry.utf8 && layout::trash_entry(trash, &d).ends_with(&entry.name) => {
+                    match restore(storage, trash, &d) {
+                        Ok(()) => restored += 1,
+                        Err(p) => problems.push(p),
+                    }
+                }
+                // `gone/` was emptied above.
+                _ if trash == layout::TRASH && entry.name == "gone" => {}
+                _ => problems.push(Problem::new(
+                    storage.display(&format!("{trash}/{}", entry.name)),
+                    "not a blob in regsweep's trash; left alone",
+                )),
+            }
         }
     }
     if problems.is_empty() {

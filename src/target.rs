@@ -1,17 +1,58 @@
 //! Resolve what the administrator named on the command line to a storage root.
 //!
 //! A target is either the storage root itself (the directory holding `docker/registry/v2`) or
-//! the registry's own `config.yml`, whose `storage.filesystem.rootdirectory` names the root, so
-//! regsweep runs the way `registry garbage-collect <config>` does.
+//! the registry's own `config.yml`, read the way the registry reads it, so regsweep runs the way
+//! `registry garbage-collect <config>` does and collects the same tree:
+//! - `REGISTRY_<SECTION>_<KEY>...` environment variables override the file, applied in sorted
+//!   order; each component names a key case-insensitively, the last one is set (lower-cased) to
+//!   the variable's value read as YAML, and a variable naming a whole section
+//!   (`REGISTRY_STORAGE=filesystem`) replaces it;
+//! - `storage` holds exactly one driver besides `cache`, `maintenance`, `delete`, `redirect`
+//!   and `tag`; the scalar form `storage: filesystem` is that driver with no parameters;
+//! - the filesystem driver's root is `rootdirectory`, `/var/lib/registry` when unset.
+//!
+//! Only the `storage` and `redis` sections are overlaid: they are all regsweep reads.
 
 use std::path::{Path, PathBuf};
+
+use serde_norway::{Mapping, Value};
 
 use crate::error::{Error, Result};
 
 /// The distribution registry's default when `rootdirectory` is not set.
 pub const DEFAULT_ROOT: &str = "/var/lib/registry";
 
-pub fn resolve(target: &Path) -> Result<PathBuf> {
+/// The registry's prefix for configuration overrides in the environment.
+const ENV_PREFIX: &str = "REGISTRY_";
+
+/// Sections of the configuration regsweep reads, and so overlays from the environment.
+const SECTIONS: [&str; 2] = ["STORAGE", "REDIS"];
+
+/// Keys of `storage` that configure the registry around its driver, not a driver.
+const NOT_DRIVERS: [&str; 5] = ["cache", "maintenance", "delete", "redirect", "tag"];
+
+/// What a target resolved to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resolved {
+    pub root: PathBuf,
+    /// Why this root: the directory named on the command line, the config's key, an
+    /// environment override, or the registry's default. Printed in every report.
+    pub source: String,
+    /// Things about the registry's configuration an administrator should know before a real
+    /// run (said as warnings by the commands that delete).
+    pub warnings: Vec<String>,
+}
+
+/// Resolve `target` with the process environment's overrides.
+pub fn resolve(target: &Path) -> Result<Resolved> {
+    resolve_with_env(target, std::env::vars())
+}
+
+/// Resolve `target` with the given environment (tests pass their own).
+pub fn resolve_with_env(
+    target: &Path,
+    env: impl IntoIterator<Item = (String, String)>,
+) -> Result<Resolved> {
     let meta = std::fs::metadata(target).map_err(|e| {
         if e.kind() == std::io::ErrorKind::NotFound {
             Error::target(target, "no such file or directory")
@@ -20,48 +61,173 @@ pub fn resolve(target: &Path) -> Result<PathBuf> {
         }
     })?;
     if meta.is_dir() {
-        return Ok(target.to_path_buf());
+        return Ok(Resolved {
+            root: target.to_path_buf(),
+            source: "the storage root named on the command line".into(),
+            warnings: Vec::new(),
+        });
     }
-    root_from_config(target)
-}
-
-fn root_from_config(path: &Path) -> Result<PathBuf> {
-    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-    let config: serde_norway::Value = serde_norway::from_str(&text).map_err(|e| {
+    let text = std::fs::read_to_string(target).map_err(|e| Error::io(target, e))?;
+    let mut config: Value = serde_norway::from_str(&text).map_err(|e| {
         Error::target(
-            path,
+            target,
             format!("is neither a directory nor a readable registry config: {e}"),
         )
     })?;
-    let storage = config
-        .get("storage")
-        .ok_or_else(|| Error::target(path, "registry config has no `storage` section"))?;
-    let Some(fs) = storage.get("filesystem") else {
-        let drivers: Vec<String> = storage
-            .as_mapping()
-            .map(|m| {
-                m.keys()
-                    .filter_map(|k| k.as_str().map(str::to_string))
-                    .filter(|k| {
-                        !["cache", "maintenance", "delete", "redirect", "tag"].contains(&k.as_str())
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
+    if !config.is_mapping() {
+        return Err(Error::target(
+            target,
+            "is neither a directory nor a registry config (not a YAML mapping)",
+        ));
+    }
+    let mut vars: Vec<(String, String)> = env
+        .into_iter()
+        .filter(|(k, _)| {
+            k.strip_prefix(ENV_PREFIX)
+                .and_then(|rest| rest.split('_').next())
+                .is_some_and(|section| SECTIONS.contains(&section))
+        })
+        .collect();
+    // The registry sorts them, so a whole section is replaced before its keys are set.
+    vars.sort();
+    let mut applied = Vec::new();
+    for (name, value) in &vars {
+        let path: Vec<&str> = name[ENV_PREFIX.len()..].split('_').collect();
+        let payload: Value = serde_norway::from_str(value).map_err(|e| {
+            Error::target(
+                target,
+                format!("environment variable {name} is not valid YAML: {e}"),
+            )
+        })?;
+        overlay(&mut config, &path, payload);
+        applied.push(name.as_str());
+    }
+    from_config(target, &config, &applied)
+}
+
+/// Set `path` (upper-case components) in `value` the way the registry's configuration parser
+/// does: match existing keys case-insensitively, create what is missing (a key that holds
+/// no mapping is recreated), and set the last component, lower-cased.
+fn overlay(value: &mut Value, path: &[&str], payload: Value) {
+    let Some((first, rest)) = path.split_first() else {
+        return;
+    };
+    if !value.is_mapping() {
+        *value = Value::Mapping(Mapping::new());
+    }
+    let Value::Mapping(map) = value else {
+        return;
+    };
+    let existing = map
+        .keys()
+        .find(|k| k.as_str().is_some_and(|k| k.eq_ignore_ascii_case(first)))
+        .cloned();
+    if rest.is_empty() {
+        map.insert(Value::String(first.to_ascii_lowercase()), payload);
+        return;
+    }
+    match existing {
+        Some(key) if map.get(&key).is_some_and(Value::is_mapping) => {
+            if let Some(child) = map.get_mut(&key) {
+                overlay(child, rest, payload);
+            }
+        }
+        _ => {
+            let mut child = Value::Mapping(Mapping::new());
+            overlay(&mut child, rest, payload);
+            map.insert(Value::String(first.to_ascii_lowercase()), child);
+        }
+    }
+}
+
+/// The storage driver's name and parameters, refusing what the registry refuses.
+fn driver(storage: &Value) -> std::result::Result<(String, Value), String> {
+    match storage {
+        // `storage: filesystem`: the registry takes it as that driver with no parameters.
+        Value::String(name) => Ok((name.clone(), Value::Mapping(Mapping::new()))),
+        Value::Mapping(map) => {
+            let mut drivers: Vec<(String, Value)> = map
+                .iter()
+                .filter_map(|(k, v)| Some((k.as_str()?.to_string(), v.clone())))
+                .filter(|(k, _)| !NOT_DRIVERS.contains(&k.as_str()))
+                .collect();
+            drivers.sort_by(|a, b| a.0.cmp(&b.0));
+            match drivers.len() {
+                0 => Err("no storage configuration provided (the registry refuses it too)".into()),
+                1 => Ok(drivers.remove(0)),
+                _ => Err(format!(
+                    "must provide exactly one storage type. Provided: [{}] (the registry refuses this config too)",
+                    drivers
+                        .iter()
+                        .map(|d| d.0.as_str())
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                )),
+            }
+        }
+        Value::Null => Err("registry config has no `storage` section".into()),
+        _ => Err("`storage` is neither a driver name nor a mapping".into()),
+    }
+}
+
+/// A key of a nested mapping, by exact (lower-case) names, as the registry's code looks it up.
+fn get<'a>(value: &'a Value, path: &[&str]) -> Option<&'a Value> {
+    path.iter().try_fold(value, |v, k| v.get(*k))
+}
+
+/// Whether a YAML value means true the way the registry's parameters do (`true`, `"true"`).
+fn truthy(value: Option<&Value>) -> bool {
+    match value {
+        Some(Value::Bool(b)) => *b,
+        Some(Value::String(s)) => s.eq_ignore_ascii_case("true"),
+        _ => false,
+    }
+}
+
+fn from_config(path: &Path, config: &Value, applied: &[&str]) -> Result<Resolved> {
+    let file = path.display();
+    let storage = config.get("storage").unwrap_or(&Value::Null);
+    let (name, params) = driver(storage).map_err(|m| Error::target(path, m))?;
+    if name != "filesystem" {
         return Err(Error::target(
             path,
             format!(
-                "registry config uses storage driver {}, not filesystem; regsweep only collects filesystem storage",
-                if drivers.is_empty() { "(none)".to_string() } else { drivers.join(", ") }
+                "registry config uses storage driver {name}, not filesystem; regsweep only collects filesystem storage"
             ),
         ));
-    };
-    let root = match fs.get("rootdirectory") {
-        None => DEFAULT_ROOT.to_string(),
-        Some(v) => v
-            .as_str()
-            .ok_or_else(|| Error::target(path, "storage.filesystem.rootdirectory is not a string"))?
-            .to_string(),
+    }
+    // The last variable that set the root, or a section above it, decides where it came from.
+    let overridden_by = applied.iter().rev().find(|v| {
+        [
+            "REGISTRY_STORAGE",
+            "REGISTRY_STORAGE_FILESYSTEM",
+            "REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY",
+        ]
+        .contains(v)
+    });
+    let (root, source) = match params.get("rootdirectory") {
+        None | Some(Value::Null) => (
+            DEFAULT_ROOT.to_string(),
+            match overridden_by {
+                Some(var) => format!(
+                    "the registry's default: {var} in the environment overrides {file} and sets no rootdirectory"
+                ),
+                None => format!("the registry's default: {file} sets no storage.filesystem.rootdirectory"),
+            },
+        ),
+        Some(Value::String(s)) => (
+            s.clone(),
+            match overridden_by {
+                Some(var) => format!("{var} in the environment (overrides {file})"),
+                None => format!("storage.filesystem.rootdirectory in {file}"),
+            },
+        ),
+        Some(_) => {
+            return Err(Error::target(
+                path,
+                "storage.filesystem.rootdirectory is not a string",
+            ))
+        }
     };
     let root = PathBuf::from(root);
     // A relative root is relative to where the registry runs, which we cannot know.
@@ -69,12 +235,27 @@ fn root_from_config(path: &Path) -> Result<PathBuf> {
         return Err(Error::target(
             path,
             format!(
-                "storage.filesystem.rootdirectory {:?} is relative; give the storage root directory instead",
-                root
+                "storage.filesystem.rootdirectory {root:?} is relative; give the storage root directory instead"
             ),
         ));
     }
-    Ok(root)
+    let mut warnings = Vec::new();
+    let cache = get(storage, &["cache", "blobdescriptor"]).and_then(Value::as_str);
+    if cache == Some("redis") && !truthy(get(storage, &["maintenance", "readonly", "enabled"])) {
+        warnings.push(
+            "storage.cache.blobdescriptor is redis and the registry is not in read-only mode \
+             (storage.maintenance.readonly.enabled): while this run deletes, the registry may \
+             accept manifests whose blobs are going, and afterwards its cache still describes \
+             deleted blobs until the Redis cache is flushed. Put the registry in read-only mode \
+             for the run, and flush the cache after it."
+                .to_string(),
+        );
+    }
+    Ok(Resolved {
+        root,
+        source,
+        warnings,
+    })
 }
 
 #[cfg(test)]
@@ -88,28 +269,143 @@ mod tests {
         (dir, path)
     }
 
+    fn env(vars: &[(&str, &str)]) -> Vec<(String, String)> {
+        vars.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    fn root(path: &Path, vars: &[(&str, &str)]) -> Result<PathBuf> {
+        resolve_with_env(path, env(vars)).map(|r| r.root)
+    }
+
     #[test]
     fn reads_rootdirectory_from_a_registry_config() {
         let (_d, p) = config(
             "version: 0.1\nstorage:\n  cache:\n    blobdescriptor: inmemory\n  filesystem:\n    rootdirectory: /srv/registry\nhttp:\n  addr: :5000\n",
         );
-        assert_eq!(resolve(&p).unwrap(), PathBuf::from("/srv/registry"));
+        let r = resolve_with_env(&p, env(&[])).unwrap();
+        assert_eq!(r.root, PathBuf::from("/srv/registry"));
+        assert!(r.source.contains("storage.filesystem.rootdirectory in"));
+        assert!(r.warnings.is_empty());
         let (_d, p) = config("version: 0.1\nstorage:\n  filesystem: {}\n");
-        assert_eq!(resolve(&p).unwrap(), PathBuf::from(DEFAULT_ROOT));
+        assert_eq!(root(&p, &[]).unwrap(), PathBuf::from(DEFAULT_ROOT));
+        // The registry takes the scalar form as the driver with no parameters.
+        let (_d, p) = config("version: 0.1\nstorage: filesystem\n");
+        let r = resolve_with_env(&p, env(&[])).unwrap();
+        assert_eq!(r.root, PathBuf::from(DEFAULT_ROOT));
+        assert!(r.source.contains("default"), "{}", r.source);
     }
 
     #[test]
-    fn other_drivers_and_garbage_are_target_errors() {
-        for text in [
-            "version: 0.1\nstorage:\n  s3:\n    bucket: b\n",
-            "version: 0.1\nhttp: {}\n",
-            "\u{0}\u{1}not yaml: [",
-            "storage:\n  filesystem:\n    rootdirectory: relative/dir\n",
+    fn environment_overrides_apply_as_the_registry_applies_them() {
+        let (_d, p) =
+            config("version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: /srv/file\n");
+        let r = resolve_with_env(
+            &p,
+            env(&[("REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY", "/srv/env")]),
+        )
+        .unwrap();
+        assert_eq!(r.root, PathBuf::from("/srv/env"));
+        assert!(
+            r.source
+                .starts_with("REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY in the environment"),
+            "{}",
+            r.source
+        );
+        // A whole section replaced, then a key set in it (sorted order).
+        let (_d, p) = config("version: 0.1\nstorage:\n  s3:\n    bucket: b\n");
+        assert_eq!(
+            root(
+                &p,
+                &[
+                    ("REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY", "/srv/env"),
+                    ("REGISTRY_STORAGE", "filesystem"),
+                ]
+            )
+            .unwrap(),
+            PathBuf::from("/srv/env")
+        );
+        let r = resolve_with_env(&p, env(&[("REGISTRY_STORAGE", "filesystem")])).unwrap();
+        assert_eq!(r.root, PathBuf::from(DEFAULT_ROOT));
+        assert!(r.source.contains("REGISTRY_STORAGE in the environment"));
+        // The scalar form gains parameters from the environment.
+        let (_d, p) = config("version: 0.1\nstorage: filesystem\n");
+        assert_eq!(
+            root(
+                &p,
+                &[("REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY", "/srv/env")]
+            )
+            .unwrap(),
+            PathBuf::from("/srv/env")
+        );
+        // Other sections and other prefixes are not ours to read.
+        let (_d, p) =
+            config("version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: /srv/file\n");
+        assert_eq!(
+            root(
+                &p,
+                &[
+                    ("REGISTRY_HTTP_ADDR", ":1"),
+                    ("XREGISTRY_STORAGE", "s3"),
+                    ("REGISTRY_STORAGEX", "s3")
+                ]
+            )
+            .unwrap(),
+            PathBuf::from("/srv/file")
+        );
+        // An override that adds a second driver is refused, as the registry refuses it.
+        let err = root(&p, &[("REGISTRY_STORAGE_S3_BUCKET", "b")]).unwrap_err();
+        assert!(
+            err.to_string().contains("exactly one storage type"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn configs_the_registry_refuses_are_refused() {
+        for (text, says) in [
+            (
+                "version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: /a\n  s3:\n    bucket: b\n",
+                "must provide exactly one storage type. Provided: [filesystem s3]",
+            ),
+            ("version: 0.1\nstorage:\n  cache: {}\n", "no storage configuration"),
+            ("version: 0.1\nhttp: {}\n", "no `storage` section"),
+            ("version: 0.1\nstorage:\n  s3:\n    bucket: b\n", "storage driver s3"),
+            ("\u{0}\u{1}not yaml: [", "neither a directory"),
+            ("just a string", "not a YAML mapping"),
+            ("storage:\n  filesystem:\n    rootdirectory: relative/dir\n", "relative"),
         ] {
             let (_d, p) = config(text);
-            assert!(matches!(resolve(&p), Err(Error::Target { .. })), "{text:?}");
+            match resolve_with_env(&p, env(&[])) {
+                Err(e @ Error::Target { .. }) => {
+                    assert!(e.to_string().contains(says), "{text:?}: {e}")
+                }
+                other => panic!("{text:?}: {other:?}"),
+            }
         }
         let err = resolve(Path::new("/definitely/not/here")).unwrap_err();
         assert!(err.to_string().contains("/definitely/not/here"));
+    }
+
+    #[test]
+    fn a_redis_cache_without_read_only_mode_earns_a_warning() {
+        let base = "version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: /srv/r\n  cache:\n    blobdescriptor: redis\n";
+        let (_d, p) = config(base);
+        let r = resolve_with_env(&p, env(&[])).unwrap();
+        assert_eq!(r.warnings.len(), 1);
+        assert!(r.warnings[0].contains("read-only mode"));
+        let (_d, p) = config(&format!(
+            "{base}  maintenance:\n    readonly:\n      enabled: true\n"
+        ));
+        assert!(resolve_with_env(&p, env(&[])).unwrap().warnings.is_empty());
+        // Read-only mode from the environment counts too.
+        let (_d, p) = config(base);
+        let r = resolve_with_env(
+            &p,
+            env(&[("REGISTRY_STORAGE_MAINTENANCE_READONLY_ENABLED", "true")]),
+        )
+        .unwrap();
+        assert!(r.warnings.is_empty(), "{:?}", r.warnings);
     }
 }

@@ -69,6 +69,10 @@ pub struct Totals {
 pub struct UsageReport {
     pub version: u32,
     pub root: String,
+    /// Why this root: named on the command line, or read from the registry's config (which
+    /// key, or which environment override). Empty when the library is called directly.
+    #[serde(default)]
+    pub root_source: String,
     pub generated: String,
     pub totals: Totals,
     /// Sorted by unique bytes, largest first.
@@ -296,6 +300,7 @@ pub fn usage(storage: &dyn Storage, root: &Path) -> UsageReport {
     UsageReport {
         version: crate::report::REPORT_VERSION,
         root: root.display().to_string(),
+        root_source: String::new(),
         generated: humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
         totals,
         repositories,
@@ -324,6 +329,7 @@ impl UsageReport {
     pub fn write_human(&self, mut out: impl Write, top: usize) -> io::Result<()> {
         let t = &self.totals;
         writeln!(out, "regsweep report on {}", self.root)?;
+        crate::report::write_root_source(&mut out, &self.root_source)?;
         writeln!(
             out,
             "{} repositories, {} blobs, {} on disk; live {}, shared by several repositories {}",

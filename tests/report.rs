@@ -98,7 +98,7 @@ fn report_renders_table_csv_and_a_self_contained_page() {
     // The table: the top 3 by unique bytes, in order, and a note about the rest.
     let lines: Vec<&str> = out.stdout.lines().collect();
     for (i, repo) in r.repositories.iter().take(3).enumerate() {
-        assert!(lines[5 + i].starts_with(&repo.name), "{}", out.stdout);
+        assert!(lines[6 + i].starts_with(&repo.name), "{}", out.stdout);
     }
     assert!(out.stdout.contains("and 2 more"), "{}", out.stdout);
 
