@@ -21,6 +21,7 @@ fn phases(c: &mut Criterion) {
     let options = discover::Options {
         tag_history: true,
         link_times: true,
+        uploads: true,
     };
     let cutoff = SystemTime::now() - Duration::from_secs(3600);
     let mark_options = mark::Options {
@@ -31,6 +32,8 @@ fn phases(c: &mut Criterion) {
         delete_untagged: true,
         cutoff,
         ignore_errors: false,
+        uploads_before: Some(cutoff),
+        empty_repositories: false,
     };
     let display = |k: &str| storage.display(k);
 
@@ -116,6 +119,8 @@ fn phases(c: &mut Criterion) {
                     ignore_errors: false,
                     wait_for_lock: false,
                     progress: false,
+                    uploads_older_than: Some(regsweep::DEFAULT_UPLOADS_OLDER_THAN),
+                    empty_repositories: false,
                 },
             )
             .expect("gc")

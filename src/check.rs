@@ -297,6 +297,8 @@ impl Checker<'_> {
             discover::Options {
                 tag_history: false,
                 link_times: false,
+                // Uploads are judged below, by their own rule (`--stale-uploads`).
+                uploads: false,
             },
         );
         for p in diags.errors {

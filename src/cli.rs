@@ -51,6 +51,11 @@ pub struct ReportArgs {
     #[arg(long, value_name = "PATH")]
     pub html: Option<PathBuf>,
 
+    /// Count uploads that began longer ago than this as reclaimable (as `gc` would remove
+    /// them); `off` counts none.
+    #[arg(long, value_name = "DURATION|off", default_value = "7d", value_parser = parse_age_or_off)]
+    pub uploads_older_than: AgeOrOff,
+
     /// No table on stdout.
     #[arg(short = 'q', long)]
     pub quiet: bool,
@@ -108,6 +113,9 @@ pub struct EditArgs {
     /// Wait for another run's lock instead of exiting.
     #[arg(long)]
     pub wait: bool,
+
+    #[command(flatten)]
+    pub housekeeping: HousekeepingArgs,
 
     #[command(flatten)]
     pub common: CommonArgs,
@@ -225,10 +233,37 @@ pub struct GcArgs {
     pub unsafe_ignore_errors: bool,
 
     #[command(flatten)]
+    pub housekeeping: HousekeepingArgs,
+
+    #[command(flatten)]
     pub common: CommonArgs,
 }
 
 pub use regsweep::parse_duration;
+
+/// A duration that may be `off`.
+#[derive(Debug, Clone, Copy)]
+pub struct AgeOrOff(pub Option<Duration>);
+
+fn parse_age_or_off(s: &str) -> Result<AgeOrOff, String> {
+    regsweep::parse_age_or_off(s).map(AgeOrOff)
+}
+
+/// Housekeeping the reference collector never does.
+#[derive(Debug, Args)]
+pub struct HousekeepingArgs {
+    /// Remove uploads (`_uploads/<uuid>`) that began longer ago than this (their `startedat`),
+    /// unless touched within --min-age; `off` keeps every upload. The registry's own purge
+    /// age is 7 days.
+    #[arg(long, value_name = "DURATION|off", default_value = "7d", value_parser = parse_age_or_off)]
+    pub uploads_older_than: AgeOrOff,
+
+    /// Remove repositories left with no tag, revision, layer link or upload (their
+    /// `_manifests`, `_layers`, `_uploads`), and the directories above them left empty, so
+    /// they leave the registry's catalog.
+    #[arg(long)]
+    pub empty_repositories: bool,
+}
 
 #[cfg(test)]
 mod tests {

@@ -285,6 +285,33 @@ pub struct Repository {
     /// False when some directory of this repository could not be listed: its manifests and
     /// links are then never deleted, whatever else happens.
     pub complete: bool,
+    /// Uploads under `_uploads/` (only read when asked for).
+    pub uploads: Vec<Upload>,
+}
+
+/// An upload under `_uploads/<uuid>/`: in progress, or abandoned.
+#[derive(Debug, Clone)]
+pub struct Upload {
+    pub uuid: String,
+    /// The time in `startedat` (RFC 3339, written by the registry when the upload began), or
+    /// why it could not be read.
+    pub started: std::result::Result<SystemTime, String>,
+    /// The newest modification time of anything in the upload's directory: a client still
+    /// sending data touches `data` and `hashstates/`.
+    pub touched: SystemTime,
+    /// Bytes received so far (`data`).
+    pub size: u64,
+    /// Something in the directory could not be read: its age is unknown, so it is never
+    /// removed (and its repository never counts as empty).
+    pub unreadable: bool,
+}
+
+impl Upload {
+    /// When the upload began: `startedat`, or where that is missing or unreadable, the newest
+    /// modification time in it.
+    pub fn age_from(&self) -> SystemTime {
+        *self.started.as_ref().unwrap_or(&self.touched)
+    }
 }
 
 #[derive(Debug, Clone, Copy, Default)]
@@ -294,6 +321,8 @@ pub struct Options {
     /// Record link modification times (needed unless the age check is disabled); without
     /// them a link read is open, read, close.
     pub link_times: bool,
+    /// Read `_uploads/` (for housekeeping and reports).
+    pub uploads: bool,
 }
 
 /// Counters that progress bars read; updated once per shard or repository, not per entry.
@@ -584,10 +613,11 @@ fn find_repositories(storage: &dyn Storage, prefix: &str) -> (Vec<String>, Diagn
     };
     let mut names = Vec::new();
     let mut children = Vec::new();
+    let mut is_repository = false;
     for entry in entries {
         let child_key = format!("{key}/{}", entry.name);
-        if entry.name == layout::MANIFESTS_DIR && !prefix.is_empty() {
-            names.push(prefix.to_string());
+        if layout::REPOSITORY_MARKERS.contains(&entry.name.as_str()) && !prefix.is_empty() {
+            is_repository = true;
             continue;
         }
         if layout::is_reserved_component(&entry.name) {
@@ -611,6 +641,9 @@ fn find_repositories(storage: &dyn Storage, prefix: &str) -> (Vec<String>, Diagn
             }),
             _ => {}
         }
+    }
+    if is_repository {
+        names.push(prefix.to_string());
     }
     let nested: Vec<(Vec<String>, Diagnostics)> = children
         .into_par_iter()
@@ -685,6 +718,59 @@ impl RepoWalker<'_> {
                     .unwrap_or(SystemTime::UNIX_EPOCH);
                 Some((Err(format!("cannot read link file: {e}")), modified))
             }
+        }
+    }
+
+    /// The uploads under `_uploads/`. An upload is small (a handful of files), so each is
+    /// read whole: `startedat`, and the times of everything in it.
+    fn uploads(&mut self) -> Vec<Upload> {
+        let dir = layout::uploads_dir(self.name);
+        let mut uploads = Vec::new();
+        for entry in self.list(&dir) {
+            let key = format!("{dir}/{}", entry.name);
+            if entry.kind != Kind::Dir || !entry.utf8 {
+                self.diags.warn(
+                    self.storage.display(&key),
+                    "not an upload directory; left alone",
+                );
+                continue;
+            }
+            uploads.push(self.upload(entry.name, &key));
+        }
+        uploads.sort_by(|a, b| a.uuid.cmp(&b.uuid));
+        uploads
+    }
+
+    fn upload(&mut self, uuid: String, key: &str) -> Upload {
+        let (touched, size, unreadable) = upload_times(self.storage, key);
+        let started_key = format!("{key}/{}", layout::STARTEDAT_FILE);
+        let started = match self
+            .storage
+            .read_into(&started_key, MAX_LINK_BYTES, &mut self.buf)
+        {
+            Ok(_) => std::str::from_utf8(&self.buf)
+                .map_err(|e| e.to_string())
+                .and_then(|t| humantime::parse_rfc3339_weak(t.trim()).map_err(|e| e.to_string())),
+            Err(e) => Err(e.to_string()),
+        };
+        if let Err(e) = &started {
+            self.diags.warn(
+                self.storage.display(&started_key),
+                format!("upload start time unreadable ({e}); its age is the newest modification time in it"),
+            );
+        }
+        if unreadable {
+            self.diags.warn(
+                self.storage.display(key),
+                "upload could not be read whole; it is kept",
+            );
+        }
+        Upload {
+            uuid,
+            started,
+            touched,
+            size,
+            unreadable,
         }
     }
 
@@ -831,6 +917,47 @@ impl RepoWalker<'_> {
     }
 }
 
+/// The newest modification time of anything in an upload's directory (the directory itself,
+/// its files, `hashstates/<alg>/<offset>`), the size of its `data`, and whether anything in it
+/// could not be read. Also the last look before an upload is removed: a client that touched it
+/// since the run began is still sending.
+pub fn upload_times(storage: &dyn Storage, key: &str) -> (SystemTime, u64, bool) {
+    let mut newest = SystemTime::UNIX_EPOCH;
+    let mut size = 0;
+    let mut unreadable = false;
+    let mut pending = vec![key.to_string()];
+    while let Some(dir) = pending.pop() {
+        match storage.stat(&dir) {
+            Ok(meta) => newest = newest.max(meta.modified),
+            Err(_) => unreadable = true,
+        }
+        let entries = match storage.list_dir(&dir) {
+            Ok(entries) => entries,
+            Err(_) => {
+                unreadable = true;
+                continue;
+            }
+        };
+        for e in entries {
+            let child = format!("{dir}/{}", e.name);
+            match e.kind {
+                Kind::Dir => pending.push(child),
+                _ => match storage.stat(&child) {
+                    Ok(meta) => {
+                        newest = newest.max(meta.modified);
+                        if dir == key && e.name == layout::DATA_FILE {
+                            size = meta.len;
+                        }
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(_) => unreadable = true,
+                },
+            }
+        }
+    }
+    (newest, size, unreadable)
+}
+
 /// The tags of one repository, with the modification time of each `current/link` (the time of
 /// the last push), sorted by name. The flag is false when the tags directory could not be
 /// listed completely.
@@ -863,6 +990,11 @@ pub fn discover_repository(
     let tags = w.tags(options.tag_history);
     let revisions = w.links(|alg| layout::revisions_alg_dir(&name, alg));
     let layers = w.layer_links();
+    let uploads = if options.uploads {
+        w.uploads()
+    } else {
+        Vec::new()
+    };
     let complete = w.complete;
     let diags = w.diags;
     (
@@ -872,6 +1004,7 @@ pub fn discover_repository(
             revisions,
             layers,
             complete,
+            uploads,
         },
         diags,
     )

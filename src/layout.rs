@@ -24,6 +24,14 @@ pub const REPOSITORIES: &str = "docker/registry/v2/repositories";
 
 /// The directory that marks a directory under `repositories/` as a repository.
 pub const MANIFESTS_DIR: &str = "_manifests";
+
+/// A directory holding any of these is a repository. The registry's catalog lists those with
+/// `_layers`; a first push creates `_uploads` and `_layers` before `_manifests` exists, and
+/// what it links must be seen (young links keep their blobs, abandoned uploads are purged).
+pub const REPOSITORY_MARKERS: [&str; 3] = [MANIFESTS_DIR, "_layers", "_uploads"];
+
+/// The file in an upload's directory that holds when it began (RFC 3339).
+pub const STARTEDAT_FILE: &str = "startedat";
 pub const LINK_FILE: &str = "link";
 pub const DATA_FILE: &str = "data";
 
@@ -129,6 +137,17 @@ pub fn layer_link(repo: &str, digest: &Digest) -> String {
 
 pub fn uploads_dir(repo: &str) -> String {
     format!("{REPOSITORIES}/{repo}/_uploads")
+}
+
+pub fn upload_dir(repo: &str, uuid: &str) -> String {
+    format!("{REPOSITORIES}/{repo}/_uploads/{uuid}")
+}
+
+/// What a repository's directory holds of its own: removing these removes the repository
+/// (`_layers` last: it is what the registry's catalog lists, so an interrupted removal leaves
+/// the repository visible, and the next run finishes it).
+pub fn repository_parts(repo: &str) -> [String; 3] {
+    [uploads_dir(repo), manifests_dir(repo), layers_dir(repo)]
 }
 
 /// Where a real sweep moves dead blobs before the last look, so that a blob a concurrent push

@@ -56,7 +56,15 @@ pub struct GcOptions {
     pub wait_for_lock: bool,
     /// Draw progress on stderr.
     pub progress: bool,
+    /// Remove uploads that began longer ago than this; `None` leaves uploads alone.
+    pub uploads_older_than: Option<Duration>,
+    /// Remove repositories the run leaves with nothing in them.
+    pub empty_repositories: bool,
 }
+
+/// The age after which an upload is abandoned when `--uploads-older-than` is not given: the
+/// registry's own purge age (`storage.maintenance.uploadpurging.age`, 168 h).
+pub const DEFAULT_UPLOADS_OLDER_THAN: Duration = Duration::from_secs(7 * 24 * 3600);
 
 /// Worker threads when `--jobs` is not given: 32 per core, between 16 and 128. Nearly all
 /// the work is waiting for the filesystem (a directory listing, a stat, a 71-byte read), so
@@ -78,6 +86,15 @@ pub fn parse_duration(s: &str) -> std::result::Result<Duration, String> {
         return Ok(Duration::ZERO);
     }
     humantime::parse_duration(s).map_err(|e| format!("{e} (examples: 30m, 1h, 7d, 0)"))
+}
+
+/// Parse an age that may be switched off: `off` (or `never`) is `None`, anything else as
+/// [`parse_duration`].
+pub fn parse_age_or_off(s: &str) -> std::result::Result<Option<Duration>, String> {
+    match s.trim() {
+        "off" | "never" => Ok(None),
+        other => parse_duration(other).map(Some),
+    }
 }
 
 /// One repository read and marked: what every command that needs liveness does per
@@ -221,6 +238,7 @@ pub fn collect(storage: &dyn Storage, root: &Path, options: &GcOptions) -> GcRep
     let discover_options = discover::Options {
         tag_history: options.delete_untagged,
         link_times: !options.min_age.is_zero(),
+        uploads: options.uploads_older_than.is_some() || options.empty_repositories,
     };
     let mark_options = mark::Options {
         delete_untagged: options.delete_untagged,
@@ -230,6 +248,10 @@ pub fn collect(storage: &dyn Storage, root: &Path, options: &GcOptions) -> GcRep
         delete_untagged: options.delete_untagged,
         cutoff,
         ignore_errors: options.ignore_errors,
+        uploads_before: options
+            .uploads_older_than
+            .map(|age| run_start.checked_sub(age).unwrap_or(SystemTime::UNIX_EPOCH)),
+        empty_repositories: options.empty_repositories,
     };
     let per_repo = read_and_mark_all(
         storage,
@@ -280,6 +302,8 @@ pub fn collect(storage: &dyn Storage, root: &Path, options: &GcOptions) -> GcRep
                 manifests: std::mem::take(&mut plan.manifests),
                 layer_links: std::mem::take(&mut plan.layer_links),
                 shards: std::mem::take(&mut plan.shards),
+                uploads: std::mem::take(&mut plan.uploads),
+                repositories: std::mem::take(&mut plan.repositories),
             },
             Vec::new(),
         )
@@ -287,8 +311,7 @@ pub fn collect(storage: &dyn Storage, root: &Path, options: &GcOptions) -> GcRep
         // A second look before deleting anything: what a push made live while we marked is
         // dropped from the plan (see recheck).
         let look = |view: &dyn Storage, candidates: &HashSet<Digest>| {
-            let mut look =
-                recheck::look_again(view, candidates, run_start, options.delete_untagged, cutoff);
+            let mut look = recheck::look_again(view, candidates, run_start, plan_options);
             if options.ignore_errors {
                 let errors = std::mem::take(&mut look.diagnostics.errors);
                 look.diagnostics.warnings.extend(errors);
@@ -306,15 +329,18 @@ pub fn collect(storage: &dyn Storage, root: &Path, options: &GcOptions) -> GcRep
             diagnostics.merge(second.diagnostics);
         }
         let done = Arc::new(AtomicU64::new(0));
-        let total =
-            (plan.manifests.len() + plan.layer_links.len() + plan.blobs.len() + plan.shards.len())
-                as u64;
+        let total = (plan.manifests.len()
+            + plan.layer_links.len()
+            + plan.blobs.len()
+            + plan.shards.len()
+            + plan.uploads.len()
+            + plan.repositories.len()) as u64;
         let d = done.clone();
         let _t = Ticker::bar(options.progress && total > 0, total, move |bar| {
             bar.set_message("sweeping");
             bar.set_position(d.load(Ordering::Relaxed));
         });
-        let outcome = sweep::sweep(storage, &plan, &done, look);
+        let outcome = sweep::sweep(storage, &plan, run_start, &done, look);
         rescued.2 += outcome.rescued_blobs;
         diagnostics.merge(outcome.diagnostics);
         (
@@ -323,6 +349,8 @@ pub fn collect(storage: &dyn Storage, root: &Path, options: &GcOptions) -> GcRep
                 manifests: outcome.manifests,
                 layer_links: outcome.layer_links,
                 shards: outcome.shards,
+                uploads: outcome.uploads,
+                repositories: outcome.repositories,
             },
             outcome.failures,
         )
@@ -337,6 +365,9 @@ pub fn collect(storage: &dyn Storage, root: &Path, options: &GcOptions) -> GcRep
         deleted_tag_index_entries: deleted.manifests.iter().map(|m| m.tags.len()).sum(),
         deleted_layer_links: deleted.layer_links.len(),
         deleted_shards: deleted.shards.len(),
+        deleted_uploads: deleted.uploads.len(),
+        deleted_upload_bytes: deleted.uploads.iter().map(|u| u.size).sum(),
+        deleted_repositories: deleted.repositories.len(),
         failed_deletions: failures.len(),
         rescued_manifests: rescued.0,
         rescued_layer_links: rescued.1,

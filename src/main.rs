@@ -153,6 +153,8 @@ fn run_gc(args: cli::GcArgs) -> ExitCode {
         ignore_errors: args.unsafe_ignore_errors,
         wait_for_lock: args.wait,
         progress: !args.quiet && io::stderr().is_terminal(),
+        uploads_older_than: args.housekeeping.uploads_older_than.0,
+        empty_repositories: args.housekeeping.empty_repositories,
     };
     match gc(&storage, &options) {
         Ok(report) => finish(report, &opened, json, args.quiet, args.verbose),
@@ -172,6 +174,8 @@ fn edit_options(args: &cli::EditArgs) -> EditOptions {
             ignore_errors: false,
             wait_for_lock: args.wait,
             progress: !args.quiet && io::stderr().is_terminal(),
+            uploads_older_than: args.housekeeping.uploads_older_than.0,
+            empty_repositories: args.housekeeping.empty_repositories,
         }),
     }
 }
@@ -378,7 +382,8 @@ fn run_report(args: cli::ReportArgs) -> ExitCode {
         Err(code) => return code,
     };
     let storage = FsStorage::new(&opened.resolved.root);
-    let mut report = regsweep::usage::usage(&storage, &opened.resolved.root);
+    let mut report =
+        regsweep::usage::usage(&storage, &opened.resolved.root, args.uploads_older_than.0);
     report.root_source = opened.resolved.source.clone();
     for (severity, p) in tagged(&report.warnings, &report.errors) {
         eprintln!("regsweep: {severity}: {}: {}", p.path, p.message);

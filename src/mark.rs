@@ -386,6 +386,7 @@ mod tests {
             revisions: revisions.iter().map(|&n| link(n)).collect(),
             layers: layers.iter().map(|&n| link(n)).collect(),
             complete: true,
+            uploads: vec![],
         }
     }
 

@@ -8,7 +8,10 @@
 //! - if the live set may be incomplete (any error so far) the plan deletes nothing, unless the
 //!   administrator said `--unsafe-ignore-errors`; even then, manifests and links of a
 //!   repository that could not be fully listed are never planned;
-//! - a blob directory whose `data` is not a regular file is never planned.
+//! - a blob directory whose `data` is not a regular file is never planned;
+//! - an upload is planned only when it began before `uploads_before` and nothing in it was
+//!   touched after the cutoff; a repository only when nothing at all is left in it (no tag,
+//!   and every revision, layer link and upload planned).
 
 use std::time::SystemTime;
 
@@ -23,6 +26,10 @@ pub struct Options {
     pub delete_untagged: bool,
     pub cutoff: SystemTime,
     pub ignore_errors: bool,
+    /// Uploads that began before this are abandoned; `None` leaves every upload alone.
+    pub uploads_before: Option<SystemTime>,
+    /// Remove repositories this plan leaves with nothing in them.
+    pub empty_repositories: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -43,6 +50,21 @@ pub struct LayerLinkDeletion {
 pub struct BlobDeletion {
     pub digest: Digest,
     pub size: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct UploadDeletion {
+    pub repository: String,
+    pub uuid: String,
+    /// Bytes received before it was abandoned.
+    pub size: u64,
+    /// When it began (RFC 3339): `startedat`, or the newest modification time in it.
+    pub started: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct RepositoryDeletion {
+    pub name: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -69,6 +91,11 @@ pub struct Census {
     pub too_young_bytes: u64,
     pub too_young_manifests: usize,
     pub too_young_layer_links: usize,
+    /// Uploads found (only counted when uploads are looked at), and their bytes.
+    #[serde(default)]
+    pub uploads: usize,
+    #[serde(default)]
+    pub upload_bytes: u64,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -77,6 +104,8 @@ pub struct Plan {
     pub layer_links: Vec<LayerLinkDeletion>,
     pub blobs: Vec<BlobDeletion>,
     pub shards: Vec<ShardDeletion>,
+    pub uploads: Vec<UploadDeletion>,
+    pub repositories: Vec<RepositoryDeletion>,
     pub census: Census,
     /// The live set may be incomplete: nothing is planned.
     pub refused: bool,
@@ -88,6 +117,8 @@ impl Plan {
             && self.layer_links.is_empty()
             && self.blobs.is_empty()
             && self.shards.is_empty()
+            && self.uploads.is_empty()
+            && self.repositories.is_empty()
     }
 
     /// Refuse after all (a later look found the live set incomplete): plan nothing.
@@ -97,6 +128,8 @@ impl Plan {
         self.layer_links.clear();
         self.blobs.clear();
         self.shards.clear();
+        self.uploads.clear();
+        self.repositories.clear();
     }
 
     pub fn tag_index_entries(&self) -> usize {
@@ -109,6 +142,12 @@ impl Plan {
 pub struct RepoPlan {
     pub manifests: Vec<ManifestDeletion>,
     pub layer_links: Vec<LayerLinkDeletion>,
+    pub uploads: Vec<UploadDeletion>,
+    /// Nothing is left in the repository once this plan is carried out.
+    pub empty: bool,
+    pub upload_count: usize,
+    pub upload_bytes: u64,
+    pub name: String,
     pub tags: usize,
     pub revisions: usize,
     pub live_manifests: usize,
@@ -121,6 +160,7 @@ pub struct RepoPlan {
 pub fn plan_repository(repo: &Repository, rmark: &RepoMark, options: Options) -> RepoPlan {
     let young = |t: SystemTime| t > options.cutoff;
     let mut p = RepoPlan {
+        name: repo.name.clone(),
         tags: repo.tags.len(),
         revisions: repo.revisions.len(),
         live_manifests: repo
@@ -169,6 +209,31 @@ pub fn plan_repository(repo: &Repository, rmark: &RepoMark, options: Options) ->
             });
         }
     }
+
+    p.upload_count = repo.uploads.len();
+    p.upload_bytes = repo.uploads.iter().map(|u| u.size).sum();
+    if let Some(before) = options.uploads_before {
+        for u in &repo.uploads {
+            if deletable && !u.unreadable && u.age_from() < before && !young(u.touched) {
+                p.uploads.push(UploadDeletion {
+                    repository: repo.name.clone(),
+                    uuid: u.uuid.clone(),
+                    size: u.size,
+                    started: humantime::format_rfc3339_seconds(u.age_from()).to_string(),
+                });
+            }
+        }
+    }
+
+    // Empty once this plan is done: no tag (a tag directory without `current` counts), and
+    // every revision, layer link and upload goes now. Anything kept (young, unreadable,
+    // live) keeps the repository.
+    p.empty = options.empty_repositories
+        && deletable
+        && repo.tags.is_empty()
+        && p.manifests.len() == repo.revisions.len()
+        && p.layer_links.len() == repo.layers.len()
+        && p.uploads.len() == repo.uploads.len();
     p
 }
 
@@ -200,9 +265,15 @@ pub fn assemble(
         c.live_manifests += r.live_manifests;
         c.too_young_manifests += r.too_young_manifests;
         c.too_young_layer_links += r.too_young_layer_links;
+        c.uploads += r.upload_count;
+        c.upload_bytes += r.upload_bytes;
         if !refused {
             p.manifests.extend(r.manifests);
             p.layer_links.extend(r.layer_links);
+            p.uploads.extend(r.uploads);
+            if r.empty {
+                p.repositories.push(RepositoryDeletion { name: r.name });
+            }
         }
     }
 
@@ -252,5 +323,7 @@ pub fn assemble(
     p.layer_links.sort_unstable();
     p.blobs.sort_unstable();
     p.shards.sort_unstable();
+    p.uploads.sort_unstable();
+    p.repositories.sort_unstable();
     p
 }

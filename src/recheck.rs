@@ -36,24 +36,30 @@ pub struct Look {
     pub manifests: HashSet<(String, Digest)>,
     /// (repository, digest) of layer links this look would delete too.
     pub layer_links: HashSet<(String, Digest)>,
+    /// (repository, uuid) of uploads this look would delete too.
+    pub uploads: HashSet<(String, String)>,
+    /// Repositories this look would remove too.
+    pub repositories: HashSet<String>,
     pub diagnostics: Diagnostics,
 }
 
 /// Clock skew and coarse timestamps: anything modified this long before the run started counts
 /// as modified during it.
-const SLACK: Duration = Duration::from_secs(2);
+pub const SLACK: Duration = Duration::from_secs(2);
 
 /// Read every repository again and mark, with everything modified since `since` (minus a
 /// little slack) counted as young. `candidates` are the blobs still to be deleted; only those
-/// are tracked.
+/// are tracked. `options` are the run's plan options.
 pub fn look_again(
     storage: &dyn Storage,
     candidates: &HashSet<Digest>,
     since: SystemTime,
-    delete_untagged: bool,
-    cutoff: SystemTime,
+    options: plan::Options,
 ) -> Look {
-    let cutoff = cutoff.min(since.checked_sub(SLACK).unwrap_or(SystemTime::UNIX_EPOCH));
+    let delete_untagged = options.delete_untagged;
+    let cutoff = options
+        .cutoff
+        .min(since.checked_sub(SLACK).unwrap_or(SystemTime::UNIX_EPOCH));
     let (names, diags) = discover::repository_names(storage);
     let mut look = Look {
         diagnostics: diags,
@@ -62,15 +68,16 @@ pub fn look_again(
     let discover_options = discover::Options {
         tag_history: delete_untagged,
         link_times: true,
+        uploads: options.uploads_before.is_some() || options.empty_repositories,
     };
     let mark_options = mark::Options {
         delete_untagged,
         cutoff,
     };
     let plan_options = plan::Options {
-        delete_untagged,
         cutoff,
         ignore_errors: false,
+        ..options
     };
     let counter = std::sync::atomic::AtomicU64::new(0);
     let per_repo = crate::read_and_mark_all(
@@ -96,6 +103,11 @@ pub fn look_again(
             .extend(p.manifests.into_iter().map(|m| (m.repository, m.digest)));
         look.layer_links
             .extend(p.layer_links.into_iter().map(|l| (l.repository, l.digest)));
+        look.uploads
+            .extend(p.uploads.into_iter().map(|u| (u.repository, u.uuid)));
+        if p.empty {
+            look.repositories.insert(p.name);
+        }
         look.diagnostics.merge(diags);
     }
     look
@@ -163,8 +175,14 @@ impl Storage for TrashView<'_> {
 }
 
 /// Narrow a plan to what a later look agrees is dead. Returns how many manifests, layer links
-/// and blobs were rescued.
+/// and blobs were rescued (uploads and repositories a look keeps are simply not deleted).
 pub fn narrow(plan: &mut plan::Plan, look: &Look) -> (usize, usize, usize) {
+    plan.uploads.retain(|u| {
+        look.uploads
+            .contains(&(u.repository.clone(), u.uuid.clone()))
+    });
+    plan.repositories
+        .retain(|r| look.repositories.contains(&r.name));
     let (m, l, b) = (
         plan.manifests.len(),
         plan.layer_links.len(),

@@ -9,7 +9,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::edit::RepoEdits;
 use crate::error::Problem;
-use crate::plan::{BlobDeletion, Census, LayerLinkDeletion, ManifestDeletion, ShardDeletion};
+use crate::plan::{
+    BlobDeletion, Census, LayerLinkDeletion, ManifestDeletion, RepositoryDeletion, ShardDeletion,
+    UploadDeletion,
+};
 
 /// Any report as pretty JSON, one document followed by a newline.
 pub fn write_json(report: &impl Serialize, mut out: impl Write) -> io::Result<()> {
@@ -39,6 +42,14 @@ pub struct Summary {
     pub deleted_tag_index_entries: usize,
     pub deleted_layer_links: usize,
     pub deleted_shards: usize,
+    /// Abandoned uploads removed, and the bytes they held.
+    #[serde(default)]
+    pub deleted_uploads: usize,
+    #[serde(default)]
+    pub deleted_upload_bytes: u64,
+    /// Repositories removed because nothing was left in them.
+    #[serde(default)]
+    pub deleted_repositories: usize,
     pub failed_deletions: usize,
     /// Dropped from the plan (or put back from the trash) because a look after the mark found
     /// them live: pushes made during the run. Always 0 in a dry run.
@@ -61,6 +72,10 @@ pub struct Deleted {
     pub manifests: Vec<ManifestDeletion>,
     pub layer_links: Vec<LayerLinkDeletion>,
     pub shards: Vec<ShardDeletion>,
+    #[serde(default)]
+    pub uploads: Vec<UploadDeletion>,
+    #[serde(default)]
+    pub repositories: Vec<RepositoryDeletion>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -149,6 +164,13 @@ impl GcReport {
                 bytes(s.deleted_bytes)
             )?;
             writeln!(out, "  empty shards  {}", s.deleted_shards)?;
+            writeln!(
+                out,
+                "  uploads       {} ({})",
+                s.deleted_uploads,
+                bytes(s.deleted_upload_bytes)
+            )?;
+            writeln!(out, "  repositories  {}", s.deleted_repositories)?;
         }
         if c.too_young_blobs + c.too_young_manifests + c.too_young_layer_links > 0 {
             writeln!(
@@ -191,7 +213,9 @@ impl GcReport {
         }
         writeln!(out)?;
         writeln!(out, "Took {:.2}s.", s.elapsed_seconds)?;
-        let deleted_anything = s.deleted_blobs + s.deleted_manifests + s.deleted_layer_links > 0;
+        let deleted_anything =
+            s.deleted_blobs + s.deleted_manifests + s.deleted_layer_links + s.deleted_repositories
+                > 0;
         if !self.dry_run && deleted_anything {
             writeln!(
                 out,
@@ -203,7 +227,12 @@ impl GcReport {
 
     fn write_items(&self, out: &mut impl Write, verb: &str) -> io::Result<()> {
         let d = &self.deleted;
-        if d.manifests.is_empty() && d.layer_links.is_empty() && d.blobs.is_empty() {
+        if d.manifests.is_empty()
+            && d.layer_links.is_empty()
+            && d.blobs.is_empty()
+            && d.uploads.is_empty()
+            && d.repositories.is_empty()
+        {
             return Ok(());
         }
         writeln!(out)?;
@@ -223,6 +252,19 @@ impl GcReport {
         }
         for s in &d.shards {
             writeln!(out, "  shard dir   {}/{}", s.algorithm.name(), s.prefix)?;
+        }
+        for u in &d.uploads {
+            writeln!(
+                out,
+                "  upload      {}: {} ({}, started {})",
+                u.repository,
+                u.uuid,
+                bytes(u.size),
+                u.started
+            )?;
+        }
+        for r in &d.repositories {
+            writeln!(out, "  repository  {}", r.name)?;
         }
         Ok(())
     }

@@ -6,7 +6,9 @@
 //! 2. layer links no live manifest of their repository references;
 //! 3. blob directories: moved to the trash, then (after a last look, see [`crate::recheck`])
 //!    deleted or put back;
-//! 4. shard directories the sweep left empty (only if they really are empty now).
+//! 4. shard directories the sweep left empty (only if they really are empty now);
+//! 5. housekeeping: abandoned uploads, then repositories left with nothing in them (each after
+//!    a last look of its own).
 //!
 //! An interrupted sweep therefore never leaves a live image pointing at a removed blob, and a
 //! second run finishes the job. A missing path is success (someone already removed it); any
@@ -17,17 +19,22 @@
 use std::collections::HashSet;
 use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::SystemTime;
 
 use rayon::prelude::*;
 
 use crate::digest::Digest;
+use crate::discover;
 use crate::error::Diagnostics;
 use crate::recheck::{Look, TrashView};
 
 use crate::edit::RepoEdits;
 use crate::error::Problem;
 use crate::layout;
-use crate::plan::{BlobDeletion, LayerLinkDeletion, ManifestDeletion, Plan, ShardDeletion};
+use crate::plan::{
+    BlobDeletion, LayerLinkDeletion, ManifestDeletion, Plan, RepositoryDeletion, ShardDeletion,
+    UploadDeletion,
+};
 use crate::storage::Storage;
 
 /// What the sweep actually removed, and what it failed to remove.
@@ -37,6 +44,8 @@ pub struct Outcome {
     pub layer_links: Vec<LayerLinkDeletion>,
     pub blobs: Vec<BlobDeletion>,
     pub shards: Vec<ShardDeletion>,
+    pub uploads: Vec<UploadDeletion>,
+    pub repositories: Vec<RepositoryDeletion>,
     pub failures: Vec<Problem>,
     /// Blobs moved to the trash and put back because the last look found them live.
     pub rescued_blobs: usize,
@@ -104,6 +113,7 @@ where
 pub fn sweep(
     storage: &dyn Storage,
     plan: &Plan,
+    since: SystemTime,
     done: &AtomicU64,
     last_look: impl FnOnce(&dyn Storage, &HashSet<Digest>) -> Look,
 ) -> Outcome {
@@ -154,6 +164,7 @@ pub fn sweep(
         outcome.manifests.sort();
         outcome.layer_links.sort();
         outcome.failures.sort();
+        tidy_trash(storage);
         return outcome;
     }
 
@@ -202,7 +213,6 @@ pub fn sweep(
     });
     outcome.blobs = blobs;
     outcome.failures.extend(failed);
-    tidy_trash(storage);
 
     // A shard only goes if it is empty now: a blob pushed into it meanwhile keeps it.
     for shard in &plan.shards {
@@ -218,11 +228,96 @@ pub fn sweep(
         done.fetch_add(1, Ordering::Relaxed);
     }
 
+    housekeeping(storage, plan, since, done, &mut outcome);
+    tidy_trash(storage);
+
     outcome.manifests.sort();
     outcome.layer_links.sort();
     outcome.blobs.sort();
     outcome.failures.sort();
     outcome
+}
+
+/// Abandoned uploads, then repositories left with nothing in them. Each gets a last look
+/// right before it goes: an upload a client touched since the run began is still in progress,
+/// and a repository into which anything was pushed meanwhile is no longer empty.
+fn housekeeping(
+    storage: &dyn Storage,
+    plan: &Plan,
+    since: SystemTime,
+    done: &AtomicU64,
+    outcome: &mut Outcome,
+) {
+    let since = since
+        .checked_sub(crate::recheck::SLACK)
+        .unwrap_or(SystemTime::UNIX_EPOCH);
+    let abandoned: Vec<UploadDeletion> = plan
+        .uploads
+        .par_iter()
+        .filter(|u| {
+            let key = layout::upload_dir(&u.repository, &u.uuid);
+            let (touched, _, unreadable) = discover::upload_times(storage, &key);
+            !unreadable && touched < since
+        })
+        .cloned()
+        .collect();
+    let (uploads, failed) = run_step(&abandoned, done, |u| {
+        remove(storage, &layout::upload_dir(&u.repository, &u.uuid)).map_err(|p| vec![p])
+    });
+    outcome.uploads = uploads;
+    outcome.uploads.sort();
+    outcome.failures.extend(failed);
+
+    let gone: HashSet<(&str, &str)> = outcome
+        .uploads
+        .iter()
+        .map(|u| (u.repository.as_str(), u.uuid.as_str()))
+        .collect();
+    let planned: HashSet<(&str, &str)> = plan
+        .uploads
+        .iter()
+        .map(|u| (u.repository.as_str(), u.uuid.as_str()))
+        .collect();
+    let empty: Vec<RepositoryDeletion> = plan
+        .repositories
+        .par_iter()
+        .filter(|r| {
+            // Every upload planned for it must be gone: one kept by its last look keeps it.
+            planned
+                .iter()
+                .filter(|(repo, _)| *repo == r.name)
+                .all(|k| gone.contains(k))
+                && is_empty(storage, &r.name)
+        })
+        .cloned()
+        .collect();
+    let (repositories, failed) = run_step(&empty, done, |r| {
+        for part in layout::repository_parts(&r.name) {
+            remove(storage, &part).map_err(|p| vec![p])?;
+        }
+        remove_empty_ancestors(storage, &layout::repository_dir(&r.name));
+        Ok(())
+    });
+    outcome.repositories = repositories;
+    outcome.repositories.sort();
+    outcome.failures.extend(failed);
+}
+
+/// Whether a repository holds nothing any more: no tag, revision, layer link or upload, and
+/// nothing unreadable.
+fn is_empty(storage: &dyn Storage, name: &str) -> bool {
+    let options = discover::Options {
+        tag_history: false,
+        link_times: false,
+        uploads: true,
+    };
+    let (repo, diags) = discover::discover_repository(storage, name.to_string(), options);
+    repo.complete
+        && diags.errors.is_empty()
+        && repo.tags.is_empty()
+        && repo.revisions.is_empty()
+        && repo.layers.is_empty()
+        && repo.uploads.is_empty()
 }
 
 /// The trash dead blobs move to: beside `blobs/` when both are on one filesystem, inside it

@@ -17,10 +17,9 @@ use serde::{Deserialize, Serialize};
 use crate::digest::Digest;
 use crate::discover::{self, BlobState};
 use crate::error::{Diagnostics, Problem};
-use crate::layout;
 use crate::mark;
 use crate::report::bytes;
-use crate::storage::{Kind, Storage};
+use crate::storage::Storage;
 use crate::{collect, GcOptions};
 
 /// One repository's share of the storage.
@@ -96,28 +95,13 @@ struct Gathered {
     linked: HashSet<Digest>,
 }
 
-fn uploads(storage: &dyn Storage, repo: &str, diags: &mut Diagnostics) -> (usize, u64) {
-    let dir = layout::uploads_dir(repo);
-    let entries = match storage.list_dir(&dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return (0, 0),
-        Err(e) => {
-            diags.warn(storage.display(&dir), format!("cannot list uploads: {e}"));
-            return (0, 0);
-        }
-    };
-    let mut bytes = 0;
-    let mut count = 0;
-    for e in entries.iter().filter(|e| e.kind == Kind::Dir) {
-        count += 1;
-        if let Ok(meta) = storage.stat(&format!("{dir}/{}/{}", e.name, layout::DATA_FILE)) {
-            bytes += meta.len;
-        }
-    }
-    (count, bytes)
-}
-
-pub fn usage(storage: &dyn Storage, root: &Path) -> UsageReport {
+/// Where the storage goes. `uploads_older_than` is the age after which `gc` would remove an
+/// upload (their bytes count as reclaimable); `None` counts none.
+pub fn usage(
+    storage: &dyn Storage,
+    root: &Path,
+    uploads_older_than: Option<Duration>,
+) -> UsageReport {
     let counters = discover::Counters::default();
     let mut diagnostics = Diagnostics::default();
     let (mut index, d) = discover::discover_blobs(storage, &counters);
@@ -155,6 +139,7 @@ pub fn usage(storage: &dyn Storage, root: &Path) -> UsageReport {
     let discover_options = discover::Options {
         tag_history: false,
         link_times: true,
+        uploads: true,
     };
     let gathered: Vec<(Gathered, Diagnostics)> = crate::read_and_mark_all(
         storage,
@@ -163,7 +148,7 @@ pub fn usage(storage: &dyn Storage, root: &Path) -> UsageReport {
         mark_options,
         &counter,
         |r| {
-            let (repo, blobs, mut diags) = (r.repo, r.blobs, r.diagnostics);
+            let (repo, blobs, diags) = (r.repo, r.blobs, r.diagnostics);
             let mut referenced: Vec<Digest> = blobs.into_iter().map(|(d, _)| d).collect();
             referenced.sort_unstable();
             referenced.dedup();
@@ -184,7 +169,8 @@ pub fn usage(storage: &dyn Storage, root: &Path) -> UsageReport {
                     linked.insert(t.clone());
                 }
             }
-            let (uploads, upload_bytes) = uploads(storage, &repo.name, &mut diags);
+            let uploads = repo.uploads.len();
+            let upload_bytes = repo.uploads.iter().map(|u| u.size).sum();
             let usage = RepoUsage {
                 tags: repo.tags.len(),
                 manifests: repo.revisions.len(),
@@ -227,6 +213,8 @@ pub fn usage(storage: &dyn Storage, root: &Path) -> UsageReport {
                 ignore_errors: false,
                 wait_for_lock: false,
                 progress: false,
+                uploads_older_than,
+                empty_repositories: false,
             },
         )
     };
@@ -243,8 +231,9 @@ pub fn usage(storage: &dyn Storage, root: &Path) -> UsageReport {
 
     let mut totals = Totals {
         blobs: 0,
-        reclaimable_bytes: plain.summary.deleted_bytes,
-        reclaimable_bytes_untagged: untagged.summary.deleted_bytes,
+        reclaimable_bytes: plain.summary.deleted_bytes + plain.summary.deleted_upload_bytes,
+        reclaimable_bytes_untagged: untagged.summary.deleted_bytes
+            + untagged.summary.deleted_upload_bytes,
         ..Totals::default()
     };
     for (p, r) in refs.iter().enumerate() {
@@ -283,8 +272,26 @@ pub fn usage(storage: &dyn Storage, root: &Path) -> UsageReport {
             }
         }
         u.shared_bytes = u.bytes - u.unique_bytes;
-        u.reclaimable_bytes = g.linked.iter().filter_map(|d| dead_plain.get(d)).sum();
-        u.reclaimable_bytes_untagged = g.linked.iter().filter_map(|d| dead_untagged.get(d)).sum();
+        // Abandoned uploads are reclaimed through their repository in both modes.
+        let stale: u64 = plain
+            .deleted
+            .uploads
+            .iter()
+            .filter(|x| x.repository == u.name)
+            .map(|x| x.size)
+            .sum();
+        u.reclaimable_bytes = g
+            .linked
+            .iter()
+            .filter_map(|d| dead_plain.get(d))
+            .sum::<u64>()
+            + stale;
+        u.reclaimable_bytes_untagged = g
+            .linked
+            .iter()
+            .filter_map(|d| dead_untagged.get(d))
+            .sum::<u64>()
+            + stale;
         totals.uploads += u.uploads;
         totals.upload_bytes += u.upload_bytes;
         repositories.push(u);

@@ -32,7 +32,46 @@ fn files(root: &Path) -> BTreeSet<PathBuf> {
         .collect()
 }
 
-const ARGS: [&str; 6] = ["gc", "-m", "--min-age", "0", "-q", "-j2"];
+const ARGS: [&str; 7] = [
+    "gc",
+    "-m",
+    "--min-age",
+    "0",
+    "-q",
+    "-j2",
+    "--empty-repositories",
+];
+
+/// Housekeeping in the tree: an abandoned upload and one in progress (each with a `data` and a
+/// `startedat`), and a repository whose tags are all gone, so that a run removes it. Returns
+/// the key of the upload in progress, which no run may remove.
+fn add_housekeeping(root: &Path) -> PathBuf {
+    let repos = root.join("docker/registry/v2/repositories");
+    let mut names: Vec<PathBuf> = walkdir::WalkDir::new(&repos)
+        .into_iter()
+        .flatten()
+        .filter(|e| e.file_name() == "_manifests")
+        .map(|e| e.path().parent().unwrap().to_path_buf())
+        .collect();
+    names.sort();
+    std::fs::remove_dir_all(names[0].join("_manifests/tags")).unwrap();
+    let upload = |repo: &Path, uuid: &str, started: std::time::SystemTime| {
+        let dir = repo.join("_uploads").join(uuid);
+        std::fs::create_dir_all(dir.join("hashstates/sha256")).unwrap();
+        std::fs::write(dir.join("data"), vec![7u8; 4096]).unwrap();
+        std::fs::write(dir.join("hashstates/sha256/0"), b"state").unwrap();
+        std::fs::write(
+            dir.join("startedat"),
+            humantime::format_rfc3339_seconds(started).to_string(),
+        )
+        .unwrap();
+        dir.strip_prefix(root).unwrap().to_path_buf()
+    };
+    let now = std::time::SystemTime::now();
+    upload(&names[1], "abandoned-1", now - 30 * DAY);
+    upload(&names[2], "abandoned-2", now - 30 * DAY);
+    upload(&names[1], "in-progress", now)
+}
 
 fn gc(root: &Path) {
     let status = regsweep().args(ARGS).arg(root).status().unwrap();
@@ -43,6 +82,7 @@ fn gc(root: &Path) {
 fn sigkill_at_many_points_during_a_real_sweep() {
     let template = tempfile::tempdir().unwrap();
     regsweep::synth::generate(template.path(), PRESET, 7).unwrap();
+    let in_progress = add_housekeeping(template.path());
     let initial = files(template.path());
 
     // The uninterrupted run: its end state, and how long it takes.
@@ -56,6 +96,14 @@ fn sigkill_at_many_points_during_a_real_sweep() {
     let took = started.elapsed();
     let done = files(reference.path());
     assert!(done.len() < initial.len(), "nothing to sweep");
+    assert!(
+        done.contains(&in_progress),
+        "the full run removed an upload in progress"
+    );
+    assert!(
+        !done.iter().any(|p| p.ends_with("abandoned-1")),
+        "the full run kept an abandoned upload"
+    );
     assert_every_tag_pulls(reference.path());
 
     let trials = 12;
@@ -84,9 +132,14 @@ fn sigkill_at_many_points_during_a_real_sweep() {
         }
         assert!(
             after_kill.is_superset(&done),
-            "trial {k}: the killed run deleted something the full run keeps"
+            "trial {k}: the killed run deleted something the full run keeps: {:?}",
+            done.difference(&after_kill).collect::<Vec<_>>()
         );
         assert_every_tag_pulls(dir.path());
+        assert!(
+            after_kill.contains(&in_progress),
+            "trial {k}: upload in progress lost"
+        );
 
         gc(dir.path());
         let end = files(dir.path());

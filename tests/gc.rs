@@ -112,7 +112,21 @@ fn dry_run_finds_exactly_the_dead_blobs_in_both_modes() {
 fn dry_run_leaves_the_tree_byte_for_byte_and_mtime_for_mtime() {
     let dir = aged_copy("registry");
     let before = snapshot(dir.path());
-    for args in [&["-d"][..], &["-d", "-m"], &["-d", "-m", "--min-age", "0"]] {
+    for args in [
+        &["-d"][..],
+        &["-d", "-m"],
+        &["-d", "-m", "--min-age", "0"],
+        // Housekeeping plans removals too (the fixture's abandoned upload, library/busybox).
+        &[
+            "-d",
+            "-m",
+            "--min-age",
+            "0",
+            "--uploads-older-than",
+            "1s",
+            "--empty-repositories",
+        ],
+    ] {
         let (r, run) = gc_json(dir.path(), args);
         assert_eq!(run.code, 0, "{}", run.stderr);
         assert!(
@@ -124,6 +138,10 @@ fn dry_run_leaves_the_tree_byte_for_byte_and_mtime_for_mtime() {
             before,
             "dry run {args:?} changed the tree"
         );
+        if args.contains(&"--empty-repositories") {
+            assert_eq!(r.summary.deleted_uploads, 1, "{:?}", r.deleted.uploads);
+            assert!(r.summary.deleted_repositories > 0);
+        }
     }
     // The human output too.
     let run = run(&["gc", "--dry-run", "-m", dir.path().to_str().unwrap()]);

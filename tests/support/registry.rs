@@ -219,6 +219,54 @@ impl Client {
         digest
     }
 
+    /// Start an upload and send its first chunk; returns where to send the rest.
+    pub fn start_upload(&self, repo: &str, first: &[u8]) -> String {
+        let start = self
+            .agent
+            .post(&format!("{}/v2/{repo}/blobs/uploads/", self.base))
+            .send_bytes(&[])
+            .expect("start upload");
+        let location = self.absolute(start.header("Location").expect("upload Location"));
+        let patch = self
+            .agent
+            .request("PATCH", &location)
+            .set("Content-Type", "application/octet-stream")
+            .send_bytes(first)
+            .expect("patch upload");
+        assert_eq!(patch.status(), 202);
+        self.absolute(patch.header("Location").expect("upload Location"))
+    }
+
+    /// Finish an upload begun with [`Client::start_upload`]: PUT the rest with the digest of
+    /// the whole. Returns the status (201 when the registry took it).
+    pub fn finish_upload(&self, location: &str, rest: &[u8], digest: &Digest) -> u16 {
+        let sep = if location.contains('?') { '&' } else { '?' };
+        status_of(
+            self.agent
+                .put(&format!("{location}{sep}digest={digest}"))
+                .set("Content-Type", "application/octet-stream")
+                .send_bytes(rest),
+        )
+        .0
+    }
+
+    /// `GET /v2/_catalog`: every repository the registry lists.
+    pub fn catalog(&self) -> Vec<String> {
+        let (status, body) = status_of(
+            self.agent
+                .get(&format!("{}/v2/_catalog?n=1000", self.base))
+                .call(),
+        );
+        assert_eq!(status, 200, "catalog");
+        let v: serde_json::Value = serde_json::from_slice(&body).expect("catalog json");
+        v["repositories"]
+            .as_array()
+            .expect("repositories")
+            .iter()
+            .filter_map(|r| r.as_str().map(String::from))
+            .collect()
+    }
+
     /// Start an upload, send part of the data, and walk away: an abandoned `_uploads` entry.
     pub fn abandon_upload(&self, repo: &str, partial: &[u8]) {
         let start = self
