@@ -6,7 +6,6 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::{self, Write};
-use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime};
@@ -494,7 +493,7 @@ fn hash_blob(storage: &dyn Storage, d: &Digest, counted: &AtomicU64) -> io::Resu
     })
 }
 
-pub fn check(storage: &dyn Storage, root: &Path, options: Options) -> CheckReport {
+pub fn check(storage: &dyn Storage, options: Options) -> CheckReport {
     let started = Instant::now();
     let counters = discover::Counters::default();
     let (mut index, diags) = discover::discover_blobs(storage, &counters);
@@ -621,7 +620,7 @@ pub fn check(storage: &dyn Storage, root: &Path, options: Options) -> CheckRepor
     summary.elapsed_seconds = started.elapsed().as_secs_f64();
     CheckReport {
         version: crate::report::REPORT_VERSION,
-        root: root.display().to_string(),
+        root: storage.display(""),
         root_source: String::new(),
         verify: options.verify,
         summary,

@@ -382,8 +382,7 @@ fn run_report(args: cli::ReportArgs) -> ExitCode {
         Err(code) => return code,
     };
     let storage = FsStorage::new(&opened.resolved.root);
-    let mut report =
-        regsweep::usage::usage(&storage, &opened.resolved.root, args.uploads_older_than.0);
+    let mut report = regsweep::usage::usage(&storage, args.uploads_older_than.0);
     report.root_source = opened.resolved.source.clone();
     for (severity, p) in tagged(&report.warnings, &report.errors) {
         eprintln!("regsweep: {severity}: {}: {}", p.path, p.message);
@@ -422,7 +421,7 @@ fn run_check(args: cli::CheckArgs) -> ExitCode {
         stale_uploads: args.stale_uploads,
         progress: !args.quiet && io::stderr().is_terminal(),
     };
-    let mut report = regsweep::check::check(&storage, &opened.resolved.root, options);
+    let mut report = regsweep::check::check(&storage, options);
     report.root_source = opened.resolved.source.clone();
     {
         let mut err = io::stderr().lock();

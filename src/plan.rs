@@ -132,6 +132,29 @@ impl Plan {
         self.repositories.clear();
     }
 
+    /// How many deletions the plan holds (for progress).
+    pub fn len(&self) -> usize {
+        self.manifests.len()
+            + self.layer_links.len()
+            + self.blobs.len()
+            + self.shards.len()
+            + self.uploads.len()
+            + self.repositories.len()
+    }
+
+    /// What a dry run reports: the plan itself, moved out rather than copied (on a large
+    /// registry it is tens of MB).
+    pub fn take_deleted(&mut self) -> crate::report::Deleted {
+        crate::report::Deleted {
+            blobs: std::mem::take(&mut self.blobs),
+            manifests: std::mem::take(&mut self.manifests),
+            layer_links: std::mem::take(&mut self.layer_links),
+            shards: std::mem::take(&mut self.shards),
+            uploads: std::mem::take(&mut self.uploads),
+            repositories: std::mem::take(&mut self.repositories),
+        }
+    }
+
     pub fn tag_index_entries(&self) -> usize {
         self.manifests.iter().map(|m| m.tags.len()).sum()
     }

@@ -60,11 +60,17 @@ pub fn look_again(
     let cutoff = options
         .cutoff
         .min(since.checked_sub(SLACK).unwrap_or(SystemTime::UNIX_EPOCH));
+    let mut look = Look::default();
+    // A backend that lists ahead must see what was pushed since.
+    if let Err(e) = storage.refresh(layout::REPOSITORIES) {
+        look.diagnostics.error(
+            storage.display(layout::REPOSITORIES),
+            format!("cannot list again: {e}"),
+        );
+        return look;
+    }
     let (names, diags) = discover::repository_names(storage);
-    let mut look = Look {
-        diagnostics: diags,
-        ..Look::default()
-    };
+    look.diagnostics.merge(diags);
     let discover_options = discover::Options {
         tag_history: delete_untagged,
         link_times: true,
@@ -168,6 +174,9 @@ impl Storage for TrashView<'_> {
     }
     fn same_filesystem(&self, a: &str, b: &str) -> io::Result<bool> {
         self.inner.same_filesystem(a, b)
+    }
+    fn refresh(&self, prefix: &str) -> io::Result<()> {
+        self.inner.refresh(prefix)
     }
     fn display(&self, key: &str) -> String {
         self.inner.display(key)

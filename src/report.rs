@@ -95,6 +95,9 @@ pub struct GcReport {
     pub deleted: Deleted,
     pub warnings: Vec<Problem>,
     pub errors: Vec<Problem>,
+    /// Requests sent, by kind (object storage only; absent on a filesystem).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requests: Option<crate::storage::Requests>,
 }
 
 impl GcReport {
@@ -452,6 +455,7 @@ mod tests {
             deleted: Deleted::default(),
             warnings: vec![],
             errors: vec![],
+            requests: None,
         };
         assert_eq!(r.exit_code(), 0);
         r.warnings.push(Problem::new("/x", "odd"));

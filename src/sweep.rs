@@ -53,27 +53,29 @@ pub struct Outcome {
     pub diagnostics: Diagnostics,
 }
 
-/// Remove a directory tree so that a kill never leaves it half-removed: first move it, in one
-/// atomic rename, to `.regsweep-trash/gone/`, then delete it there. What a killed run leaves
-/// in `gone/` is deleted at the start of the next real run ([`recover_trash`]). A half-removed
-/// link directory (the `link` gone, the directory left) would otherwise look young to the next
-/// run, and an interrupted run would not end where an uninterrupted one does.
-fn remove(storage: &dyn Storage, key: &str) -> Result<(), Problem> {
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    let gone = format!(
-        "{}/{}-{}",
-        layout::TRASH_GONE,
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    );
-    let fail = |e: io::Error| Problem::new(storage.display(key), format!("cannot delete: {e}"));
-    match storage.rename(key, &gone) {
-        Ok(()) => storage.remove_all(&gone).map_err(fail),
-        // Someone (an earlier, interrupted run) already removed it.
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-        // Cannot move it (another filesystem mounted inside the tree, ...): delete in place.
-        Err(_) => storage.remove_all(key).map_err(fail),
+/// Remove one tree per item (`key` names it) in one call to the backend, which batches what
+/// it can, and split the items into those removed and the failures.
+fn remove_each<T: Clone>(
+    storage: &dyn Storage,
+    items: &[T],
+    done: &AtomicU64,
+    key: impl Fn(&T) -> String,
+) -> (Vec<T>, Vec<Problem>) {
+    let keys: Vec<String> = items.iter().map(key).collect();
+    let results = storage.remove_trees(&keys);
+    let mut ok = Vec::with_capacity(items.len());
+    let mut failed = Vec::new();
+    for ((item, key), result) in items.iter().zip(&keys).zip(results) {
+        match result {
+            Ok(()) => ok.push(item.clone()),
+            Err(e) => failed.push(Problem::new(
+                storage.display(key),
+                format!("cannot delete: {e}"),
+            )),
+        }
     }
+    done.fetch_add(items.len() as u64, Ordering::Relaxed);
+    (ok, failed)
 }
 
 /// Run `f` over `items` in parallel, splitting them into the ones that succeeded and the
@@ -119,33 +121,38 @@ pub fn sweep(
 ) -> Outcome {
     let mut outcome = Outcome::default();
 
-    let (manifests, failed) = run_step(&plan.manifests, done, |m| {
-        let mut problems = Vec::new();
-        for tag in &m.tags {
-            if let Err(p) = remove(
-                storage,
-                &layout::tag_index_entry(&m.repository, tag, &m.digest),
-            ) {
-                problems.push(p);
-            }
-        }
-        // Only remove the revision once nothing in the tag history still names it.
-        if problems.is_empty() {
-            if let Err(p) = remove(storage, &layout::revision_dir(&m.repository, &m.digest)) {
-                problems.push(p);
-            }
-        }
-        if problems.is_empty() {
-            Ok(())
-        } else {
-            Err(problems)
-        }
+    // Tag-history entries first: a revision goes only once nothing in the history names it.
+    let entries: Vec<(usize, String)> = plan
+        .manifests
+        .iter()
+        .enumerate()
+        .flat_map(|(i, m)| {
+            m.tags
+                .iter()
+                .map(move |t| (i, layout::tag_index_entry(&m.repository, t, &m.digest)))
+        })
+        .collect();
+    let (removed, failed) = remove_each(storage, &entries, &AtomicU64::new(0), |e| e.1.clone());
+    outcome.failures.extend(failed);
+    let mut entries_left: Vec<usize> = plan.manifests.iter().map(|m| m.tags.len()).collect();
+    for (i, _) in removed {
+        entries_left[i] -= 1;
+    }
+    let ready: Vec<ManifestDeletion> = plan
+        .manifests
+        .iter()
+        .zip(entries_left)
+        .filter(|(_, left)| *left == 0)
+        .map(|(m, _)| m.clone())
+        .collect();
+    let (manifests, failed) = remove_each(storage, &ready, done, |m| {
+        layout::revision_dir(&m.repository, &m.digest)
     });
     outcome.manifests = manifests;
     outcome.failures.extend(failed);
 
-    let (links, failed) = run_step(&plan.layer_links, done, |l| {
-        remove(storage, &layout::layer_dir(&l.repository, &l.digest)).map_err(|p| vec![p])
+    let (links, failed) = remove_each(storage, &plan.layer_links, done, |l| {
+        layout::layer_dir(&l.repository, &l.digest)
     });
     outcome.layer_links = links;
     outcome.failures.extend(failed);
@@ -168,7 +175,46 @@ pub fn sweep(
         return outcome;
     }
 
-    // Blobs: to the trash, a last look, back what is live, then delete the rest.
+    if storage.can_rename() {
+        sweep_blobs_through_trash(storage, plan, done, last_look, &mut outcome);
+    } else {
+        sweep_blobs_after_last_look(storage, plan, done, last_look, &mut outcome);
+    }
+
+    // A shard only goes if it is empty now: a blob pushed into it meanwhile keeps it.
+    for shard in &plan.shards {
+        let key = layout::shard_dir(shard.algorithm, &shard.prefix);
+        match storage.remove_empty_dir(&key) {
+            Ok(true) => outcome.shards.push(shard.clone()),
+            Ok(false) => {}
+            Err(e) => outcome.failures.push(Problem::new(
+                storage.display(&key),
+                format!("cannot delete: {e}"),
+            )),
+        }
+        done.fetch_add(1, Ordering::Relaxed);
+    }
+
+    housekeeping(storage, plan, since, done, &mut outcome);
+    tidy_trash(storage);
+
+    outcome.manifests.sort();
+    outcome.layer_links.sort();
+    outcome.blobs.sort();
+    outcome.failures.sort();
+    outcome
+}
+
+/// Dead blobs on a storage that can rename: to the trash, a last look (on a view in which
+/// trashed blobs are still readable), back what is live, then delete the rest. If the last look
+/// has errors, every blob is put back.
+fn sweep_blobs_through_trash(
+    storage: &dyn Storage,
+    plan: &Plan,
+    done: &AtomicU64,
+    last_look: impl FnOnce(&dyn Storage, &HashSet<Digest>) -> Look,
+    outcome: &mut Outcome,
+) {
     let trash = blob_trash(storage);
     let (trashed, failed) = run_step(&plan.blobs, done, |b| {
         let from = layout::blob_dir(&b.digest);
@@ -213,29 +259,36 @@ pub fn sweep(
     });
     outcome.blobs = blobs;
     outcome.failures.extend(failed);
+}
 
-    // A shard only goes if it is empty now: a blob pushed into it meanwhile keeps it.
-    for shard in &plan.shards {
-        let key = layout::shard_dir(shard.algorithm, &shard.prefix);
-        match storage.remove_empty_dir(&key) {
-            Ok(true) => outcome.shards.push(shard.clone()),
-            Ok(false) => {}
-            Err(e) => outcome.failures.push(Problem::new(
-                storage.display(&key),
-                format!("cannot delete: {e}"),
-            )),
-        }
-        done.fetch_add(1, Ordering::Relaxed);
-    }
-
-    housekeeping(storage, plan, since, done, &mut outcome);
-    tidy_trash(storage);
-
-    outcome.manifests.sort();
-    outcome.layer_links.sort();
-    outcome.blobs.sort();
-    outcome.failures.sort();
-    outcome
+/// Dead blobs on a storage without rename (object storage): no trash. The last look runs on
+/// the storage as it is, right before the blobs go, and what it finds live stays; if it has
+/// errors, nothing goes. A push that reuses a dead blob after that look and before its
+/// deletion can still lose it: read-only mode closes that window (see README).
+fn sweep_blobs_after_last_look(
+    storage: &dyn Storage,
+    plan: &Plan,
+    done: &AtomicU64,
+    last_look: impl FnOnce(&dyn Storage, &HashSet<Digest>) -> Look,
+    outcome: &mut Outcome,
+) {
+    let candidates: HashSet<Digest> = plan.blobs.iter().map(|b| b.digest.clone()).collect();
+    let look = if candidates.is_empty() {
+        Look::default()
+    } else {
+        last_look(storage, &candidates)
+    };
+    let keep_all = !look.diagnostics.errors.is_empty();
+    let (kept, gone): (Vec<BlobDeletion>, Vec<BlobDeletion>) = plan
+        .blobs
+        .iter()
+        .cloned()
+        .partition(|b| keep_all || look.live_blobs.contains(&b.digest));
+    outcome.rescued_blobs = kept.len();
+    outcome.diagnostics.merge(look.diagnostics);
+    let (blobs, failed) = remove_each(storage, &gone, done, |b| layout::blob_dir(&b.digest));
+    outcome.blobs = blobs;
+    outcome.failures.extend(failed);
 }
 
 /// Abandoned uploads, then repositories left with nothing in them. Each gets a last look
@@ -261,8 +314,8 @@ fn housekeeping(
         })
         .cloned()
         .collect();
-    let (uploads, failed) = run_step(&abandoned, done, |u| {
-        remove(storage, &layout::upload_dir(&u.repository, &u.uuid)).map_err(|p| vec![p])
+    let (uploads, failed) = remove_each(storage, &abandoned, done, |u| {
+        layout::upload_dir(&u.repository, &u.uuid)
     });
     outcome.uploads = uploads;
     outcome.uploads.sort();
@@ -291,13 +344,21 @@ fn housekeeping(
         })
         .cloned()
         .collect();
-    let (repositories, failed) = run_step(&empty, done, |r| {
-        for part in layout::repository_parts(&r.name) {
-            remove(storage, &part).map_err(|p| vec![p])?;
-        }
-        remove_empty_ancestors(storage, &layout::repository_dir(&r.name));
-        Ok(())
+    // `_uploads` and `_manifests` first, `_layers` (what the catalog lists) last.
+    let (first, failed) = remove_each(storage, &empty, &AtomicU64::new(0), |r| {
+        layout::repository_parts(&r.name)[0].clone()
     });
+    outcome.failures.extend(failed);
+    let (second, failed) = remove_each(storage, &first, &AtomicU64::new(0), |r| {
+        layout::repository_parts(&r.name)[1].clone()
+    });
+    outcome.failures.extend(failed);
+    let (repositories, failed) = remove_each(storage, &second, done, |r| {
+        layout::repository_parts(&r.name)[2].clone()
+    });
+    for r in &repositories {
+        remove_empty_ancestors(storage, &layout::repository_dir(&r.name));
+    }
     outcome.repositories = repositories;
     outcome.repositories.sort();
     outcome.failures.extend(failed);
@@ -343,7 +404,9 @@ fn restore(storage: &dyn Storage, trash: &str, digest: &Digest) -> Result<(), Pr
     let entry = layout::trash_entry(trash, digest);
     match storage.rename(&entry, &layout::blob_dir(digest)) {
         Ok(()) => Ok(()),
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => remove(storage, &entry),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => storage
+            .remove_all(&entry)
+            .map_err(|e| Problem::new(storage.display(&entry), format!("cannot delete: {e}"))),
         Err(e) => Err(Problem::new(
             storage.display(&entry),
             format!(
@@ -416,7 +479,12 @@ pub fn apply_edits(storage: &dyn Storage, edits: &[RepoEdits]) -> (Vec<RepoEdits
     let done = AtomicU64::new(0);
     let (mut ok, mut failed) = run_step(edits, &done, |e| {
         for key in e.keys() {
-            remove(storage, &key).map_err(|p| vec![p])?;
+            if let Some(Err(err)) = storage.remove_trees(std::slice::from_ref(&key)).pop() {
+                return Err(vec![Problem::new(
+                    storage.display(&key),
+                    format!("cannot delete: {err}"),
+                )]);
+            }
         }
         if e.repository {
             remove_empty_ancestors(storage, &layout::repository_dir(&e.name));

@@ -8,7 +8,6 @@
 
 use std::collections::{HashMap, HashSet};
 use std::io::{self, Write};
-use std::path::Path;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, SystemTime};
 
@@ -97,11 +96,7 @@ struct Gathered {
 
 /// Where the storage goes. `uploads_older_than` is the age after which `gc` would remove an
 /// upload (their bytes count as reclaimable); `None` counts none.
-pub fn usage(
-    storage: &dyn Storage,
-    root: &Path,
-    uploads_older_than: Option<Duration>,
-) -> UsageReport {
+pub fn usage(storage: &dyn Storage, uploads_older_than: Option<Duration>) -> UsageReport {
     let counters = discover::Counters::default();
     let mut diagnostics = Diagnostics::default();
     let (mut index, d) = discover::discover_blobs(storage, &counters);
@@ -205,7 +200,6 @@ pub fn usage(
     let dry = |delete_untagged| {
         collect(
             storage,
-            root,
             &GcOptions {
                 dry_run: true,
                 delete_untagged,
@@ -306,7 +300,7 @@ pub fn usage(
     diagnostics.sort();
     UsageReport {
         version: crate::report::REPORT_VERSION,
-        root: root.display().to_string(),
+        root: storage.display(""),
         root_source: String::new(),
         generated: humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
         totals,

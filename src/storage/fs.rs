@@ -1,130 +1,25 @@
-//! The narrow interface between regsweep and the bytes on disk.
-//!
-//! All I/O goes through [`Storage`], keyed by the relative paths that [`crate::layout`] builds,
-//! so an object-storage backend can be added without touching the phases. [`FsStorage`] is the
-//! filesystem implementation. Its invariants:
+//! A registry on a local filesystem. Its invariants:
 //! - it never follows a symbolic link: listings report links as [`Kind::Symlink`], reads refuse
 //!   them (`O_NOFOLLOW`), and removal deletes the link itself, never its target;
-//! - it never touches a path outside its root: keys with `..` or a leading `/` are refused.
+//! - it never touches a path outside its root: keys with `..` or a leading `/` are refused;
+//! - a tree is removed by first moving it, in one atomic rename, to `.regsweep-trash/gone/`,
+//!   then deleting it there: a kill never leaves a half-removed directory behind (what it
+//!   leaves in `gone/` the next real run deletes).
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::HashSet;
 use std::ffi::OsStr;
 use std::fs;
 use std::io::{self, Read};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock};
-use std::time::SystemTime;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
-    File,
-    Dir,
-    Symlink,
-    Other,
-}
+use rayon::prelude::*;
 
-impl Kind {
-    fn of_raw(ft: rustix::fs::FileType) -> Kind {
-        use rustix::fs::FileType;
-        match ft {
-            FileType::Directory => Kind::Dir,
-            FileType::RegularFile => Kind::File,
-            FileType::Symlink => Kind::Symlink,
-            _ => Kind::Other,
-        }
-    }
-
-    fn of(ft: fs::FileType) -> Kind {
-        if ft.is_symlink() {
-            Kind::Symlink
-        } else if ft.is_dir() {
-            Kind::Dir
-        } else if ft.is_file() {
-            Kind::File
-        } else {
-            Kind::Other
-        }
-    }
-}
-
-/// One directory entry. A name that is not valid UTF-8 is carried lossily with `utf8: false`:
-/// such a name can never be a registry key, and callers decide how loudly to say so.
-#[derive(Debug, Clone)]
-pub struct Entry {
-    pub name: String,
-    pub kind: Kind,
-    pub utf8: bool,
-}
-
-#[derive(Debug, Clone, Copy)]
-pub struct Meta {
-    pub kind: Kind,
-    pub len: u64,
-    pub modified: SystemTime,
-}
-
-/// Reads fail with this kind when the file is larger than the caller's limit.
-pub fn too_large(limit: u64) -> io::Error {
-    io::Error::new(
-        io::ErrorKind::InvalidData,
-        format!("file is larger than the {limit}-byte limit"),
-    )
-}
-
-pub trait Storage: Sync + Send {
-    /// List a directory without following links. `NotFound` is returned as an error so that
-    /// callers decide whether absence matters.
-    fn list_dir(&self, key: &str) -> io::Result<Vec<Entry>>;
-
-    /// Like [`Storage::list_dir`], one entry at a time (its raw name and kind) without
-    /// collecting them: a blob shard holds thousands of entries, and a list of owned names is
-    /// garbage the moment it has been read. A name that is not UTF-8 may come lossily.
-    fn visit_dir(&self, key: &str, f: &mut dyn FnMut(&[u8], Kind)) -> io::Result<()> {
-        for e in self.list_dir(key)? {
-            f(e.name.as_bytes(), e.kind);
-        }
-        Ok(())
-    }
-
-    /// Metadata of a key, not following a final symbolic link.
-    fn stat(&self, key: &str) -> io::Result<Meta>;
-
-    /// Read a whole regular file into `buf` (cleared first), refusing symbolic links and files
-    /// larger than `limit` bytes. Returns the file's metadata, taken from the open file.
-    fn read_into(&self, key: &str, limit: u64, buf: &mut Vec<u8>) -> io::Result<Meta>;
-
-    /// Like [`Storage::read_into`] for a file whose metadata the caller does not need (links,
-    /// manifests): the cheapest read the backend has (on a filesystem: open, read until a
-    /// short read, close; no fstat).
-    fn read_content(&self, key: &str, limit: u64, buf: &mut Vec<u8>) -> io::Result<()> {
-        self.read_into(key, limit, buf).map(|_| ())
-    }
-
-    /// Remove a file or a whole directory tree. A missing key is success: someone (maybe an
-    /// earlier, interrupted run) already did the work.
-    fn remove_all(&self, key: &str) -> io::Result<()>;
-
-    /// Remove a directory only if it is empty. Returns whether it was removed.
-    fn remove_empty_dir(&self, key: &str) -> io::Result<bool>;
-
-    /// Feed a whole regular file to `f` in chunks (without holding it all in memory where the
-    /// backend can avoid it), refusing symbolic links. Returns the number of bytes fed.
-    fn read_chunks(&self, key: &str, f: &mut dyn FnMut(&[u8])) -> io::Result<u64>;
-
-    /// Atomically move `from` to `to` (creating `to`'s parent), failing if `to` exists.
-    fn rename(&self, from: &str, to: &str) -> io::Result<()>;
-
-    /// Whether the directories `a` and `b` are on one filesystem, so that a rename can move
-    /// entries from one to the other.
-    fn same_filesystem(&self, _a: &str, _b: &str) -> io::Result<bool> {
-        Ok(true)
-    }
-
-    /// The full path of a key, for messages.
-    fn display(&self, key: &str) -> String;
-}
+use super::{too_large, Entry, Kind, LockGuard, Meta, Storage};
+use crate::layout;
 
 /// A registry on a local filesystem.
 #[derive(Debug)]
@@ -200,6 +95,27 @@ impl FsStorage {
 }
 
 impl FsStorage {
+    /// Remove a tree so that a kill never leaves it half-removed: move it, in one atomic
+    /// rename, to `.regsweep-trash/gone/`, then delete it there. A half-removed link directory
+    /// (the `link` gone, the directory left) would otherwise look young to the next run, and
+    /// an interrupted run would not end where an uninterrupted one does.
+    fn remove_tree(&self, key: &str) -> io::Result<()> {
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let gone = format!(
+            "{}/{}-{}",
+            layout::TRASH_GONE,
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        );
+        match self.rename(key, &gone) {
+            Ok(()) => self.remove_all(&gone),
+            // Someone (an earlier, interrupted run) already removed it.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            // Cannot move it (another filesystem mounted inside the tree, ...): in place.
+            Err(_) => self.remove_all(key),
+        }
+    }
+
     /// Open a key that must be a regular file (not a link, a directory or a FIFO).
     fn open_regular(&self, key: &str) -> io::Result<(fs::File, fs::Metadata)> {
         let file = self.open_nofollow(key)?;
@@ -456,6 +372,14 @@ impl Storage for FsStorage {
         Ok(dev(a)? == dev(b)?)
     }
 
+    fn remove_trees(&self, keys: &[String]) -> Vec<io::Result<()>> {
+        keys.par_iter().map(|k| self.remove_tree(k)).collect()
+    }
+
+    fn lock(&self, wait: bool) -> crate::error::Result<LockGuard> {
+        crate::lock::Lock::acquire(&self.root, wait).map(LockGuard::new)
+    }
+
     fn display(&self, key: &str) -> String {
         if key.is_empty() {
             self.root.display().to_string()
@@ -463,105 +387,6 @@ impl Storage for FsStorage {
             self.root.join(key).display().to_string()
         }
     }
-}
-
-/// A view of another storage with some keys (and everything below them) hidden, as if they
-/// had been removed. A dry run of `delete --gc` or `prune --gc` collects on this view, so it
-/// shows what the collector would do after the edits without making them. It never writes.
-pub struct Hiding<'a> {
-    inner: &'a dyn Storage,
-    hidden: BTreeSet<String>,
-}
-
-impl<'a> Hiding<'a> {
-    pub fn new(inner: &'a dyn Storage, hidden: impl IntoIterator<Item = String>) -> Hiding<'a> {
-        Hiding {
-            inner,
-            hidden: hidden.into_iter().collect(),
-        }
-    }
-
-    /// Whether `key` or one of its ancestors is hidden.
-    fn is_hidden(&self, key: &str) -> bool {
-        self.hidden.contains(key)
-            || key
-                .match_indices('/')
-                .any(|(i, _)| self.hidden.contains(&key[..i]))
-    }
-
-    fn check(&self, key: &str) -> io::Result<()> {
-        if self.is_hidden(key) {
-            Err(io::Error::new(
-                io::ErrorKind::NotFound,
-                "removed in this dry run",
-            ))
-        } else {
-            Ok(())
-        }
-    }
-}
-
-impl Storage for Hiding<'_> {
-    fn list_dir(&self, key: &str) -> io::Result<Vec<Entry>> {
-        self.check(key)?;
-        let mut entries = self.inner.list_dir(key)?;
-        entries.retain(|e| {
-            let child = if key.is_empty() {
-                e.name.clone()
-            } else {
-                format!("{key}/{}", e.name)
-            };
-            !self.hidden.contains(&child)
-        });
-        Ok(entries)
-    }
-
-    fn stat(&self, key: &str) -> io::Result<Meta> {
-        self.check(key)?;
-        self.inner.stat(key)
-    }
-
-    fn read_into(&self, key: &str, limit: u64, buf: &mut Vec<u8>) -> io::Result<Meta> {
-        self.check(key)?;
-        self.inner.read_into(key, limit, buf)
-    }
-
-    fn read_content(&self, key: &str, limit: u64, buf: &mut Vec<u8>) -> io::Result<()> {
-        self.check(key)?;
-        self.inner.read_content(key, limit, buf)
-    }
-
-    fn remove_all(&self, key: &str) -> io::Result<()> {
-        Err(read_only(key))
-    }
-
-    fn remove_empty_dir(&self, key: &str) -> io::Result<bool> {
-        Err(read_only(key))
-    }
-
-    fn read_chunks(&self, key: &str, f: &mut dyn FnMut(&[u8])) -> io::Result<u64> {
-        self.check(key)?;
-        self.inner.read_chunks(key, f)
-    }
-
-    fn rename(&self, from: &str, _to: &str) -> io::Result<()> {
-        Err(read_only(from))
-    }
-
-    fn same_filesystem(&self, a: &str, b: &str) -> io::Result<bool> {
-        self.inner.same_filesystem(a, b)
-    }
-
-    fn display(&self, key: &str) -> String {
-        self.inner.display(key)
-    }
-}
-
-fn read_only(key: &str) -> io::Error {
-    io::Error::new(
-        io::ErrorKind::PermissionDenied,
-        format!("{key}: a dry-run view is read-only"),
-    )
 }
 
 #[cfg(test)]
@@ -699,33 +524,5 @@ mod tests {
         assert_eq!(err.kind(), io::ErrorKind::PermissionDenied, "{err}");
         assert!(outside.path().join("victim").exists());
         assert!(s.remove_empty_dir("l/victim").is_err());
-    }
-
-    #[test]
-    fn hiding_hides_keys_and_everything_below() {
-        let dir = tempfile::tempdir().unwrap();
-        fs::create_dir_all(dir.path().join("a/b/c")).unwrap();
-        fs::create_dir_all(dir.path().join("a/bb")).unwrap();
-        fs::write(dir.path().join("a/b/c/f"), b"x").unwrap();
-        let fs_storage = FsStorage::new(dir.path());
-        let view = Hiding::new(&fs_storage, ["a/b".to_string()]);
-        let names: Vec<String> = view
-            .list_dir("a")
-            .unwrap()
-            .into_iter()
-            .map(|e| e.name)
-            .collect();
-        assert_eq!(names, ["bb"]);
-        assert_eq!(
-            view.stat("a/b/c/f").unwrap_err().kind(),
-            io::ErrorKind::NotFound
-        );
-        assert_eq!(
-            view.list_dir("a/b").unwrap_err().kind(),
-            io::ErrorKind::NotFound
-        );
-        assert!(view.stat("a/bb").is_ok());
-        assert!(view.remove_all("a/bb").is_err());
-        assert!(dir.path().join("a/b/c/f").exists());
     }
 }

@@ -1,0 +1,190 @@
+//! The narrow interface between regsweep and the bytes it collects.
+//!
+//! All I/O goes through [`Storage`], keyed by the relative paths that [`crate::layout`] builds
+//! (`docker/registry/v2/...`, `/`-separated), so discovery, mark, plan and sweep are one code
+//! path whatever holds the bytes. What differs between a disk and a bucket lives behind it,
+//! each backend in its own file:
+//! - [`fs`]: a local filesystem (getdents walks, atomic renames, a run lock with `flock`);
+//! - `s3` (to come): S3 and what speaks its API (ranged listings held in memory, links resolved from
+//!   their ETags, batched deletes, a lock object);
+//! - [`hiding`]: a read-only view with some keys hidden, for dry runs of edits.
+
+pub mod fs;
+pub mod hiding;
+
+pub use fs::FsStorage;
+pub use hiding::Hiding;
+
+use std::io;
+use std::time::SystemTime;
+
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    File,
+    Dir,
+    Symlink,
+    Other,
+}
+
+impl Kind {
+    pub(crate) fn of_raw(ft: rustix::fs::FileType) -> Kind {
+        use rustix::fs::FileType;
+        match ft {
+            FileType::Directory => Kind::Dir,
+            FileType::RegularFile => Kind::File,
+            FileType::Symlink => Kind::Symlink,
+            _ => Kind::Other,
+        }
+    }
+
+    pub(crate) fn of(ft: std::fs::FileType) -> Kind {
+        if ft.is_symlink() {
+            Kind::Symlink
+        } else if ft.is_dir() {
+            Kind::Dir
+        } else if ft.is_file() {
+            Kind::File
+        } else {
+            Kind::Other
+        }
+    }
+}
+
+/// One directory entry. A name that is not valid UTF-8 is carried lossily with `utf8: false`:
+/// such a name can never be a registry key, and callers decide how loudly to say so.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    pub name: String,
+    pub kind: Kind,
+    pub utf8: bool,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Meta {
+    pub kind: Kind,
+    pub len: u64,
+    pub modified: SystemTime,
+}
+
+/// Reads fail with this kind when the file is larger than the caller's limit.
+pub fn too_large(limit: u64) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidData,
+        format!("file is larger than the {limit}-byte limit"),
+    )
+}
+
+pub trait Storage: Sync + Send {
+    /// List a directory without following links. `NotFound` is returned as an error so that
+    /// callers decide whether absence matters.
+    fn list_dir(&self, key: &str) -> io::Result<Vec<Entry>>;
+
+    /// Like [`Storage::list_dir`], one entry at a time (its raw name and kind) without
+    /// collecting them: a blob shard holds thousands of entries, and a list of owned names is
+    /// garbage the moment it has been read. A name that is not UTF-8 may come lossily.
+    fn visit_dir(&self, key: &str, f: &mut dyn FnMut(&[u8], Kind)) -> io::Result<()> {
+        for e in self.list_dir(key)? {
+            f(e.name.as_bytes(), e.kind);
+        }
+        Ok(())
+    }
+
+    /// Metadata of a key, not following a final symbolic link.
+    fn stat(&self, key: &str) -> io::Result<Meta>;
+
+    /// Read a whole regular file into `buf` (cleared first), refusing symbolic links and files
+    /// larger than `limit` bytes. Returns the file's metadata, taken from the open file.
+    fn read_into(&self, key: &str, limit: u64, buf: &mut Vec<u8>) -> io::Result<Meta>;
+
+    /// Like [`Storage::read_into`] for a file whose metadata the caller does not need (links,
+    /// manifests): the cheapest read the backend has (on a filesystem: open, read until a
+    /// short read, close; no fstat).
+    fn read_content(&self, key: &str, limit: u64, buf: &mut Vec<u8>) -> io::Result<()> {
+        self.read_into(key, limit, buf).map(|_| ())
+    }
+
+    /// Remove a file or a whole directory tree. A missing key is success: someone (maybe an
+    /// earlier, interrupted run) already did the work.
+    fn remove_all(&self, key: &str) -> io::Result<()>;
+
+    /// Remove a directory only if it is empty. Returns whether it was removed.
+    fn remove_empty_dir(&self, key: &str) -> io::Result<bool>;
+
+    /// Feed a whole regular file to `f` in chunks (without holding it all in memory where the
+    /// backend can avoid it), refusing symbolic links. Returns the number of bytes fed.
+    fn read_chunks(&self, key: &str, f: &mut dyn FnMut(&[u8])) -> io::Result<u64>;
+
+    /// Atomically move `from` to `to` (creating `to`'s parent), failing if `to` exists.
+    fn rename(&self, from: &str, to: &str) -> io::Result<()>;
+
+    /// Whether the directories `a` and `b` are on one filesystem, so that a rename can move
+    /// entries from one to the other.
+    fn same_filesystem(&self, _a: &str, _b: &str) -> io::Result<bool> {
+        Ok(true)
+    }
+
+    /// Remove each key and everything below it, atomically per key where the backend can (a
+    /// kill never leaves one half-removed). Results come in the order of `keys`; a missing key
+    /// is success. Backends batch what they can (object storage: 1,000 keys a request).
+    fn remove_trees(&self, keys: &[String]) -> Vec<io::Result<()>> {
+        keys.par_iter().map(|k| self.remove_all(k)).collect()
+    }
+
+    /// Whether [`Storage::rename`] works. Object storage has no rename: the sweep then deletes
+    /// dead blobs right after its last look instead of parking them in a trash.
+    fn can_rename(&self) -> bool {
+        true
+    }
+
+    /// Read what is below `prefix` afresh. A backend that lists ahead (object storage) must
+    /// see what changed since before a later look; a filesystem always answers afresh.
+    fn refresh(&self, _prefix: &str) -> io::Result<()> {
+        Ok(())
+    }
+
+    /// Take the run lock: one real run per storage at a time, released when the guard drops.
+    /// `wait` waits for another holder instead of failing with [`crate::error::Error::Locked`].
+    fn lock(&self, _wait: bool) -> crate::error::Result<LockGuard> {
+        Err(crate::error::Error::Usage(vec![
+            "this storage view cannot be locked".into(),
+        ]))
+    }
+
+    /// Requests sent so far, by kind (object storage only).
+    fn requests(&self) -> Option<Requests> {
+        None
+    }
+
+    /// The full path of a key, for messages.
+    fn display(&self, key: &str) -> String;
+}
+
+/// Holds the run lock until dropped.
+pub struct LockGuard(#[allow(dead_code)] Box<dyn Send>);
+
+impl LockGuard {
+    pub fn new(inner: impl Send + 'static) -> LockGuard {
+        LockGuard(Box::new(inner))
+    }
+}
+
+/// Requests sent to object storage, by kind.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Requests {
+    pub list: u64,
+    pub get: u64,
+    pub head: u64,
+    pub delete: u64,
+    pub put: u64,
+    /// Requests sent again after a throttle (503 SlowDown), a server error or a time-out.
+    pub retries: u64,
+}
+
+impl Requests {
+    pub fn total(&self) -> u64 {
+        self.list + self.get + self.head + self.delete + self.put
+    }
+}
