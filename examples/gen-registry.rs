@@ -1,6 +1,10 @@
 //! Write a seeded synthetic registry for benchmarks.
 //!
 //! cargo run --release --example gen-registry -- --preset medium [--seed 1] DIR
+//!     [--upload s3://BUCKET/PREFIX --s3-endpoint URL]
+//!
+//! With `--upload`, the tree written to DIR is also put into the bucket (created if missing;
+//! credentials from the AWS environment variables), so disk and bucket hold the same registry.
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -16,6 +20,12 @@ struct Args {
     seed: u64,
     /// The storage root to create (must not exist or be empty).
     dir: PathBuf,
+    /// Also put the tree into this bucket and prefix (s3://BUCKET/PREFIX).
+    #[arg(long, value_name = "S3_URL")]
+    upload: Option<String>,
+    /// The S3 endpoint for --upload (default: AWS_ENDPOINT_URL).
+    #[arg(long, value_name = "URL")]
+    s3_endpoint: Option<String>,
 }
 
 fn main() {
@@ -51,4 +61,29 @@ fn main() {
             std::process::exit(1);
         }
     }
+    if let Some(url) = &args.upload {
+        if let Err(e) = upload(url, args.s3_endpoint.as_deref(), &args.dir) {
+            eprintln!("gen-registry: {url}: {e}");
+            std::process::exit(1);
+        }
+    }
+}
+
+fn upload(url: &str, endpoint: Option<&str>, dir: &std::path::Path) -> Result<(), String> {
+    use regsweep::target::{resolve, Backend};
+    let resolved = resolve(std::path::Path::new(url), endpoint).map_err(|e| e.to_string())?;
+    let Backend::S3 { settings, prefix } = resolved.backend else {
+        return Err("not an s3:// URL".into());
+    };
+    let client =
+        regsweep::storage::s3_client::Client::new(*settings, None).map_err(|e| e.to_string())?;
+    // Already there is fine.
+    let _ = client.create_bucket();
+    let started = Instant::now();
+    let n = regsweep::storage::s3::load_tree(&client, &prefix, dir).map_err(|e| e.to_string())?;
+    eprintln!(
+        "gen-registry: {n} objects put into {url} in {:.1}s",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
 }

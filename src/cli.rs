@@ -184,8 +184,8 @@ pub struct PruneArgs {
 /// Flags every command has.
 #[derive(Debug, Args)]
 pub struct CommonArgs {
-    /// Worker threads (default: 32 per core, 16 to 128: the work waits on the disk; at most
-    /// 1024).
+    /// Worker threads, i.e. requests in flight on object storage (default: 32 per core, 16 to
+    /// 128, on a disk; 64 on object storage; at most 1024).
     #[arg(short = 'j', long, value_name = "N",
           value_parser = clap::value_parser!(u64).range(1..=regsweep::MAX_JOBS as u64))]
     pub jobs: Option<u64>,
@@ -193,6 +193,20 @@ pub struct CommonArgs {
     /// Write the JSON report to PATH (`-` for stdout, which then carries only the JSON).
     #[arg(long, value_name = "PATH")]
     pub json: Option<PathBuf>,
+
+    /// With an s3:// target: the S3 endpoint (default: AWS_ENDPOINT_URL, else AWS's for the
+    /// region).
+    #[arg(long, value_name = "URL")]
+    pub s3_endpoint: Option<String>,
+
+    /// On object storage: send at most N requests a second (default: no limit).
+    #[arg(long, value_name = "N")]
+    pub max_requests_per_second: Option<f64>,
+
+    /// On object storage: where manifests are cached across runs (default:
+    /// $XDG_CACHE_HOME/regsweep/manifests or ~/.cache/regsweep/manifests; `off` for none).
+    #[arg(long, value_name = "DIR|off")]
+    pub cache_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

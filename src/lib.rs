@@ -18,6 +18,7 @@ pub mod error;
 pub mod layout;
 pub mod lock;
 pub mod manifest;
+pub mod manifest_cache;
 pub mod mark;
 pub mod parse;
 pub mod plan;
@@ -48,6 +49,10 @@ pub fn default_jobs() -> usize {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     (cores * 32).clamp(16, 128)
 }
+
+/// Requests in flight on object storage when `--jobs` is not given: each waits tens of
+/// milliseconds on the network, and S3 serves thousands a second per prefix.
+pub const DEFAULT_S3_JOBS: usize = 64;
 
 /// The most worker threads `--jobs` accepts. Past a few hundred the disk answers no faster,
 /// and each thread costs a stack and start-up time: 15,000 of them took minutes to start.

@@ -10,9 +10,12 @@ use std::time::SystemTime;
 use clap::Parser;
 use regsweep::delete::Reference;
 use regsweep::error::{Error, Problem};
+use regsweep::manifest_cache::ManifestCache;
 use regsweep::prune::{self, Rule, RuleSpec};
 use regsweep::report::{write_json, EditReport, GcReport};
-use regsweep::storage::FsStorage;
+use regsweep::storage::s3::S3Storage;
+use regsweep::storage::s3_client::Client as S3Client;
+use regsweep::storage::{FsStorage, Storage};
 use regsweep::{gc, target, EditOptions, GcOptions};
 
 fn main() -> ExitCode {
@@ -39,9 +42,13 @@ fn usage(messages: &[String]) -> ExitCode {
     fail(&Error::Usage(messages.to_vec()))
 }
 
-fn set_jobs(jobs: Option<u64>) -> Result<(), ExitCode> {
+fn set_jobs(jobs: Option<u64>, object_storage: bool) -> Result<(), ExitCode> {
     // clap has checked the range.
-    let jobs = jobs.map_or_else(regsweep::default_jobs, |j| j as usize);
+    let jobs = match jobs {
+        Some(j) => j as usize,
+        None if object_storage => regsweep::DEFAULT_S3_JOBS,
+        None => regsweep::default_jobs(),
+    };
     rayon::ThreadPoolBuilder::new()
         .num_threads(jobs)
         .build_global()
@@ -137,15 +144,10 @@ fn finish(
 }
 
 fn run_gc(args: cli::GcArgs) -> ExitCode {
-    let (opened, [json]) = match open(
-        args.common.jobs,
-        &args.target,
-        [args.common.json.as_deref()],
-    ) {
+    let (opened, [json]) = match open(&args.common, &args.target, [args.common.json.as_deref()]) {
         Ok(opened) => opened,
         Err(code) => return code,
     };
-    let storage = FsStorage::new(&opened.resolved.root);
     let options = GcOptions {
         dry_run: args.dry_run,
         delete_untagged: args.delete_untagged,
@@ -156,7 +158,7 @@ fn run_gc(args: cli::GcArgs) -> ExitCode {
         uploads_older_than: args.housekeeping.uploads_older_than.0,
         empty_repositories: args.housekeeping.empty_repositories,
     };
-    match gc(&storage, &options) {
+    match gc(opened.storage.as_ref(), &options) {
         Ok(report) => finish(report, &opened, json, args.quiet, args.verbose),
         Err(e) => fail(&e),
     }
@@ -186,12 +188,16 @@ fn run_edit(
     command: &str,
     select: Box<regsweep::Selector<'_>>,
 ) -> ExitCode {
-    let (opened, [json]) = match open(args.common.jobs, target, [args.common.json.as_deref()]) {
+    let (opened, [json]) = match open(&args.common, target, [args.common.json.as_deref()]) {
         Ok(opened) => opened,
         Err(code) => return code,
     };
-    let storage = FsStorage::new(&opened.resolved.root);
-    match regsweep::edit(&storage, command, &edit_options(args), select) {
+    match regsweep::edit(
+        opened.storage.as_ref(),
+        command,
+        &edit_options(args),
+        select,
+    ) {
         Ok(report) => finish(report, &opened, json, args.quiet, args.verbose),
         Err(e) => fail(&e),
     }
@@ -249,6 +255,7 @@ fn run_prune(args: cli::PruneArgs) -> ExitCode {
 /// A target opened for a command: its storage root and why, checked to be a registry.
 struct Opened {
     resolved: target::Resolved,
+    storage: Box<dyn Storage>,
     /// The config file named on the command line, if any (for its warnings' path).
     config: Option<std::path::PathBuf>,
 }
@@ -272,14 +279,13 @@ impl Opened {
 /// output the command was asked to write, all before anything is read or deleted: a bad
 /// target or an unwritable output stops the command here with exit 2.
 fn open<const N: usize>(
-    jobs: Option<u64>,
+    common: &cli::CommonArgs,
     target: &Path,
     outputs: [Option<&Path>; N],
 ) -> Result<(Opened, [Option<Sink>; N]), ExitCode> {
-    set_jobs(jobs)?;
-    let resolved = target::resolve(target).map_err(|e| fail(&e))?;
-    let storage = FsStorage::new(&resolved.root);
-    regsweep::discover::check_root(&storage).map_err(|e| fail(&e))?;
+    let resolved = target::resolve(target, common.s3_endpoint.as_deref()).map_err(|e| fail(&e))?;
+    let object_storage = resolved.fs_root().is_none();
+    set_jobs(common.jobs, object_storage)?;
     let to_stdout = outputs
         .iter()
         .flatten()
@@ -296,8 +302,47 @@ fn open<const N: usize>(
             *sink = Some(Sink::open(path)?);
         }
     }
-    let config = (!std::fs::metadata(target).is_ok_and(|m| m.is_dir())).then(|| target.into());
-    Ok((Opened { resolved, config }, sinks))
+    let storage = open_storage(&resolved, common)?;
+    regsweep::discover::check_root(storage.as_ref()).map_err(|e| fail(&e))?;
+    let config = (!object_storage || !target.starts_with("s3:"))
+        .then(|| target.into())
+        .filter(|_| !std::fs::metadata(target).is_ok_and(|m| m.is_dir()));
+    Ok((
+        Opened {
+            resolved,
+            storage,
+            config,
+        },
+        sinks,
+    ))
+}
+
+/// The storage behind a resolved target. Object storage is listed here, once.
+fn open_storage(
+    resolved: &target::Resolved,
+    common: &cli::CommonArgs,
+) -> Result<Box<dyn Storage>, ExitCode> {
+    match &resolved.backend {
+        target::Backend::Fs(root) => Ok(Box::new(FsStorage::new(root))),
+        target::Backend::S3 { settings, prefix } => {
+            let name = format!("s3://{}/{prefix}", settings.bucket);
+            let client = S3Client::new((**settings).clone(), common.max_requests_per_second)
+                .map_err(|e| fail(&Error::target(&name, e.to_string())))?;
+            let cache_dir = match &common.cache_dir {
+                Some(dir) if dir == Path::new("off") => None,
+                Some(dir) => Some(dir.clone()),
+                None => regsweep::manifest_cache::default_dir(),
+            };
+            let cache = cache_dir
+                .map(|d| ManifestCache::new(d, regsweep::manifest_cache::DEFAULT_MAX_BYTES));
+            let storage = S3Storage::open(client, prefix, cache).map_err(|e| {
+                // A listing that failed after its retries: nothing can be planned.
+                eprintln!("regsweep: error: {name}: cannot list the bucket: {e}");
+                ExitCode::from(1)
+            })?;
+            Ok(Box::new(storage))
+        }
+    }
 }
 
 /// Where a report goes: stdout, or a file opened before the command touches anything.
@@ -377,12 +422,11 @@ fn run_report(args: cli::ReportArgs) -> ExitCode {
         args.csv.as_deref(),
         args.html.as_deref(),
     ];
-    let (opened, [json, csv, html]) = match open(args.common.jobs, &args.target, outputs) {
+    let (opened, [json, csv, html]) = match open(&args.common, &args.target, outputs) {
         Ok(opened) => opened,
         Err(code) => return code,
     };
-    let storage = FsStorage::new(&opened.resolved.root);
-    let mut report = regsweep::usage::usage(&storage, args.uploads_older_than.0);
+    let mut report = regsweep::usage::usage(opened.storage.as_ref(), args.uploads_older_than.0);
     report.root_source = opened.resolved.source.clone();
     for (severity, p) in tagged(&report.warnings, &report.errors) {
         eprintln!("regsweep: {severity}: {}: {}", p.path, p.message);
@@ -407,21 +451,16 @@ fn run_report(args: cli::ReportArgs) -> ExitCode {
 }
 
 fn run_check(args: cli::CheckArgs) -> ExitCode {
-    let (opened, [json]) = match open(
-        args.common.jobs,
-        &args.target,
-        [args.common.json.as_deref()],
-    ) {
+    let (opened, [json]) = match open(&args.common, &args.target, [args.common.json.as_deref()]) {
         Ok(opened) => opened,
         Err(code) => return code,
     };
-    let storage = FsStorage::new(&opened.resolved.root);
     let options = regsweep::check::Options {
         verify: args.verify,
         stale_uploads: args.stale_uploads,
         progress: !args.quiet && io::stderr().is_terminal(),
     };
-    let mut report = regsweep::check::check(&storage, options);
+    let mut report = regsweep::check::check(opened.storage.as_ref(), options);
     report.root_source = opened.resolved.source.clone();
     {
         let mut err = io::stderr().lock();

@@ -1,6 +1,7 @@
 //! Resolve what the administrator named on the command line to a storage root.
 //!
-//! A target is either the storage root itself (the directory holding `docker/registry/v2`) or
+//! A target is the storage root itself (the directory holding `docker/registry/v2`), a bucket
+//! and prefix (`s3://BUCKET/PREFIX`, endpoint from `--s3-endpoint` or `AWS_ENDPOINT_URL`), or
 //! the registry's own `config.yml`, read the way the registry reads it, so regsweep runs the way
 //! `registry garbage-collect <config>` does and collects the same tree:
 //! - `REGISTRY_<SECTION>_<KEY>...` environment variables override the file, applied in sorted
@@ -9,7 +10,10 @@
 //!   (`REGISTRY_STORAGE=filesystem`) replaces it;
 //! - `storage` holds exactly one driver besides `cache`, `maintenance`, `delete`, `redirect`
 //!   and `tag`; the scalar form `storage: filesystem` is that driver with no parameters;
-//! - the filesystem driver's root is `rootdirectory`, `/var/lib/registry` when unset.
+//! - the filesystem driver's root is `rootdirectory`, `/var/lib/registry` when unset;
+//! - the s3 driver's `bucket`, `region`, `regionendpoint` (then path-style requests, as the
+//!   registry makes them), `forcepathstyle`, `secure`, `rootdirectory`, and `accesskey` /
+//!   `secretkey`, or else the standard AWS environment variables and profile files.
 //!
 //! Only the `storage` and `redis` sections are overlaid: they are all regsweep reads.
 
@@ -31,10 +35,22 @@ const SECTIONS: [&str; 2] = ["STORAGE", "REDIS"];
 /// Keys of `storage` that configure the registry around its driver, not a driver.
 const NOT_DRIVERS: [&str; 5] = ["cache", "maintenance", "delete", "redirect", "tag"];
 
+/// Where the registry's bytes are.
+#[derive(Debug, Clone)]
+pub enum Backend {
+    /// A storage root on a local filesystem.
+    Fs(PathBuf),
+    /// A bucket, and the registry's `rootdirectory` in it.
+    S3 {
+        settings: Box<crate::storage::s3_client::Settings>,
+        prefix: String,
+    },
+}
+
 /// What a target resolved to.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct Resolved {
-    pub root: PathBuf,
+    pub backend: Backend,
     /// Why this root: the directory named on the command line, the config's key, an
     /// environment override, or the registry's default. Printed in every report.
     pub source: String,
@@ -43,16 +59,31 @@ pub struct Resolved {
     pub warnings: Vec<String>,
 }
 
-/// Resolve `target` with the process environment's overrides.
-pub fn resolve(target: &Path) -> Result<Resolved> {
-    resolve_with_env(target, std::env::vars())
+impl Resolved {
+    /// The storage root, for a filesystem target.
+    pub fn fs_root(&self) -> Option<&Path> {
+        match &self.backend {
+            Backend::Fs(root) => Some(root),
+            Backend::S3 { .. } => None,
+        }
+    }
+}
+
+/// Resolve `target` with the process environment (overrides, AWS credentials).
+pub fn resolve(target: &Path, s3_endpoint: Option<&str>) -> Result<Resolved> {
+    resolve_with_env(target, s3_endpoint, std::env::vars())
 }
 
 /// Resolve `target` with the given environment (tests pass their own).
 pub fn resolve_with_env(
     target: &Path,
+    s3_endpoint: Option<&str>,
     env: impl IntoIterator<Item = (String, String)>,
 ) -> Result<Resolved> {
+    let env: Vec<(String, String)> = env.into_iter().collect();
+    if let Some(rest) = target.to_str().and_then(|t| t.strip_prefix("s3://")) {
+        return s3_url(target, rest, s3_endpoint, &env);
+    }
     let meta = std::fs::metadata(target).map_err(|e| {
         if e.kind() == std::io::ErrorKind::NotFound {
             Error::target(target, "no such file or directory")
@@ -62,7 +93,7 @@ pub fn resolve_with_env(
     })?;
     if meta.is_dir() {
         return Ok(Resolved {
-            root: target.to_path_buf(),
+            backend: Backend::Fs(target.to_path_buf()),
             source: "the storage root named on the command line".into(),
             warnings: Vec::new(),
         });
@@ -81,12 +112,13 @@ pub fn resolve_with_env(
         ));
     }
     let mut vars: Vec<(String, String)> = env
-        .into_iter()
+        .iter()
         .filter(|(k, _)| {
             k.strip_prefix(ENV_PREFIX)
                 .and_then(|rest| rest.split('_').next())
                 .is_some_and(|section| SECTIONS.contains(&section))
         })
+        .cloned()
         .collect();
     // The registry sorts them, so a whole section is replaced before its keys are set.
     vars.sort();
@@ -102,7 +134,169 @@ pub fn resolve_with_env(
         overlay(&mut config, &path, payload);
         applied.push(name.as_str());
     }
-    from_config(target, &config, &applied)
+    from_config(target, &config, &applied, &env)
+}
+
+fn var<'a>(env: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    env.iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+        .filter(|v| !v.is_empty())
+}
+
+/// Credentials from the standard AWS environment variables, else the shared credentials file
+/// (`AWS_SHARED_CREDENTIALS_FILE`, or `~/.aws/credentials`), profile `AWS_PROFILE` or
+/// `default`.
+fn aws_credentials(env: &[(String, String)]) -> Option<rusty_s3::Credentials> {
+    if let (Some(key), Some(secret)) = (
+        var(env, "AWS_ACCESS_KEY_ID"),
+        var(env, "AWS_SECRET_ACCESS_KEY"),
+    ) {
+        return Some(match var(env, "AWS_SESSION_TOKEN") {
+            Some(token) => rusty_s3::Credentials::new_with_token(key, secret, token),
+            None => rusty_s3::Credentials::new(key, secret),
+        });
+    }
+    let file = var(env, "AWS_SHARED_CREDENTIALS_FILE")
+        .map(PathBuf::from)
+        .or_else(|| var(env, "HOME").map(|h| Path::new(h).join(".aws/credentials")))?;
+    let text = std::fs::read_to_string(file).ok()?;
+    let profile = var(env, "AWS_PROFILE").unwrap_or("default");
+    let mut in_profile = false;
+    let (mut key, mut secret, mut token) = (None, None, None);
+    for line in text.lines().map(str::trim) {
+        if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+            in_profile = name.trim() == profile;
+            continue;
+        }
+        let Some((k, v)) = line.split_once('=') else {
+            continue;
+        };
+        if in_profile {
+            let v = v.trim().to_string();
+            match k.trim() {
+                "aws_access_key_id" => key = Some(v),
+                "aws_secret_access_key" => secret = Some(v),
+                "aws_session_token" => token = Some(v),
+                _ => {}
+            }
+        }
+    }
+    Some(match token {
+        Some(t) => rusty_s3::Credentials::new_with_token(key?, secret?, t),
+        None => rusty_s3::Credentials::new(key?, secret?),
+    })
+}
+
+fn endpoint_url(text: &str, secure: bool) -> std::result::Result<url::Url, String> {
+    let with_scheme = if text.contains("://") {
+        text.to_string()
+    } else {
+        format!("{}://{text}", if secure { "https" } else { "http" })
+    };
+    url::Url::parse(&with_scheme).map_err(|e| format!("endpoint {text:?} is not a URL: {e}"))
+}
+
+/// `s3://BUCKET/PREFIX`, with the endpoint from `--s3-endpoint` or `AWS_ENDPOINT_URL`.
+fn s3_url(
+    target: &Path,
+    rest: &str,
+    s3_endpoint: Option<&str>,
+    env: &[(String, String)],
+) -> Result<Resolved> {
+    let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+    if bucket.is_empty() {
+        return Err(Error::target(
+            target,
+            "names no bucket (s3://BUCKET/PREFIX)",
+        ));
+    }
+    let region = var(env, "AWS_REGION")
+        .or_else(|| var(env, "AWS_DEFAULT_REGION"))
+        .unwrap_or("us-east-1")
+        .to_string();
+    let custom = s3_endpoint.or_else(|| var(env, "AWS_ENDPOINT_URL"));
+    let endpoint = match custom {
+        Some(e) => endpoint_url(e, true),
+        None => endpoint_url(&format!("s3.{region}.amazonaws.com"), true),
+    }
+    .map_err(|m| Error::target(target, m))?;
+    Ok(Resolved {
+        backend: Backend::S3 {
+            settings: Box::new(crate::storage::s3_client::Settings {
+                endpoint,
+                region,
+                bucket: bucket.to_string(),
+                // S3-compatible servers at an endpoint of their own take path-style requests.
+                path_style: custom.is_some(),
+                credentials: aws_credentials(env),
+            }),
+            prefix: prefix.trim_matches('/').to_string(),
+        },
+        source: "the bucket named on the command line".into(),
+        warnings: Vec::new(),
+    })
+}
+
+/// A parameter as the registry reads it: a string, or a YAML scalar of another type.
+fn param(params: &Value, key: &str) -> Option<String> {
+    match params.get(key)? {
+        Value::String(s) => Some(s.clone()),
+        Value::Bool(b) => Some(b.to_string()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+/// The s3 driver's parameters.
+fn s3_from_config(
+    path: &Path,
+    params: &Value,
+    env: &[(String, String)],
+) -> Result<(Backend, String)> {
+    let file = path.display();
+    let bucket = param(params, "bucket")
+        .filter(|b| !b.is_empty())
+        .ok_or_else(|| Error::target(path, "storage.s3.bucket is not set"))?;
+    let region = param(params, "region").unwrap_or_else(|| "us-east-1".into());
+    let flag = |k: &str, default: bool| {
+        param(params, k).map_or(default, |v| v.eq_ignore_ascii_case("true"))
+    };
+    let secure = flag("secure", true);
+    let regionendpoint = param(params, "regionendpoint").filter(|e| !e.is_empty());
+    let endpoint = match &regionendpoint {
+        Some(e) => endpoint_url(e, secure),
+        None => endpoint_url(&format!("s3.{region}.amazonaws.com"), secure),
+    }
+    .map_err(|m| Error::target(path, format!("storage.s3.regionendpoint: {m}")))?;
+    let credentials = match (param(params, "accesskey"), param(params, "secretkey")) {
+        (Some(k), Some(s)) if !k.is_empty() && !s.is_empty() => {
+            Some(rusty_s3::Credentials::new(k, s))
+        }
+        _ => aws_credentials(env),
+    };
+    let prefix = param(params, "rootdirectory")
+        .unwrap_or_default()
+        .trim_matches('/')
+        .to_string();
+    let source = format!(
+        "storage.s3 in {file} (bucket {bucket}, rootdirectory /{prefix}, endpoint {})",
+        endpoint.as_str().trim_end_matches('/')
+    );
+    Ok((
+        Backend::S3 {
+            settings: Box::new(crate::storage::s3_client::Settings {
+                endpoint,
+                region,
+                bucket,
+                // The registry makes path-style requests when regionendpoint is set.
+                path_style: flag("forcepathstyle", false) || regionendpoint.is_some(),
+                credentials,
+            }),
+            prefix,
+        },
+        source,
+    ))
 }
 
 /// Set `path` (upper-case components) in `value` the way the registry's configuration parser
@@ -184,15 +378,42 @@ fn truthy(value: Option<&Value>) -> bool {
     }
 }
 
-fn from_config(path: &Path, config: &Value, applied: &[&str]) -> Result<Resolved> {
+fn from_config(
+    path: &Path,
+    config: &Value,
+    applied: &[&str],
+    env: &[(String, String)],
+) -> Result<Resolved> {
     let file = path.display();
     let storage = config.get("storage").unwrap_or(&Value::Null);
     let (name, params) = driver(storage).map_err(|m| Error::target(path, m))?;
+    let warnings = config_warnings(storage);
+    if name == "s3" {
+        let (backend, source) = s3_from_config(path, &params, env)?;
+        let overridden: Vec<&str> = applied
+            .iter()
+            .copied()
+            .filter(|v| v.starts_with("REGISTRY_STORAGE"))
+            .collect();
+        let source = if overridden.is_empty() {
+            source
+        } else {
+            format!(
+                "{source}, with {} from the environment",
+                overridden.join(", ")
+            )
+        };
+        return Ok(Resolved {
+            backend,
+            source,
+            warnings,
+        });
+    }
     if name != "filesystem" {
         return Err(Error::target(
             path,
             format!(
-                "registry config uses storage driver {name}, not filesystem; regsweep only collects filesystem storage"
+                "registry config uses storage driver {name}; regsweep collects filesystem and s3 storage"
             ),
         ));
     }
@@ -239,6 +460,15 @@ fn from_config(path: &Path, config: &Value, applied: &[&str]) -> Result<Resolved
             ),
         ));
     }
+    Ok(Resolved {
+        backend: Backend::Fs(root),
+        source,
+        warnings,
+    })
+}
+
+/// What the registry's config warns an administrator of before a real run.
+fn config_warnings(storage: &Value) -> Vec<String> {
     let mut warnings = Vec::new();
     let cache = get(storage, &["cache", "blobdescriptor"]).and_then(Value::as_str);
     if cache == Some("redis") && !truthy(get(storage, &["maintenance", "readonly", "enabled"])) {
@@ -251,11 +481,7 @@ fn from_config(path: &Path, config: &Value, applied: &[&str]) -> Result<Resolved
                 .to_string(),
         );
     }
-    Ok(Resolved {
-        root,
-        source,
-        warnings,
-    })
+    warnings
 }
 
 #[cfg(test)]
@@ -276,7 +502,7 @@ mod tests {
     }
 
     fn root(path: &Path, vars: &[(&str, &str)]) -> Result<PathBuf> {
-        resolve_with_env(path, env(vars)).map(|r| r.root)
+        resolve_with_env(path, None, env(vars)).map(|r| r.fs_root().unwrap().to_path_buf())
     }
 
     #[test]
@@ -284,16 +510,16 @@ mod tests {
         let (_d, p) = config(
             "version: 0.1\nstorage:\n  cache:\n    blobdescriptor: inmemory\n  filesystem:\n    rootdirectory: /srv/registry\nhttp:\n  addr: :5000\n",
         );
-        let r = resolve_with_env(&p, env(&[])).unwrap();
-        assert_eq!(r.root, PathBuf::from("/srv/registry"));
+        let r = resolve_with_env(&p, None, env(&[])).unwrap();
+        assert_eq!(r.fs_root().unwrap(), PathBuf::from("/srv/registry"));
         assert!(r.source.contains("storage.filesystem.rootdirectory in"));
         assert!(r.warnings.is_empty());
         let (_d, p) = config("version: 0.1\nstorage:\n  filesystem: {}\n");
         assert_eq!(root(&p, &[]).unwrap(), PathBuf::from(DEFAULT_ROOT));
         // The registry takes the scalar form as the driver with no parameters.
         let (_d, p) = config("version: 0.1\nstorage: filesystem\n");
-        let r = resolve_with_env(&p, env(&[])).unwrap();
-        assert_eq!(r.root, PathBuf::from(DEFAULT_ROOT));
+        let r = resolve_with_env(&p, None, env(&[])).unwrap();
+        assert_eq!(r.fs_root().unwrap(), PathBuf::from(DEFAULT_ROOT));
         assert!(r.source.contains("default"), "{}", r.source);
     }
 
@@ -303,10 +529,11 @@ mod tests {
             config("version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: /srv/file\n");
         let r = resolve_with_env(
             &p,
+            None,
             env(&[("REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY", "/srv/env")]),
         )
         .unwrap();
-        assert_eq!(r.root, PathBuf::from("/srv/env"));
+        assert_eq!(r.fs_root().unwrap(), PathBuf::from("/srv/env"));
         assert!(
             r.source
                 .starts_with("REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY in the environment"),
@@ -326,8 +553,8 @@ mod tests {
             .unwrap(),
             PathBuf::from("/srv/env")
         );
-        let r = resolve_with_env(&p, env(&[("REGISTRY_STORAGE", "filesystem")])).unwrap();
-        assert_eq!(r.root, PathBuf::from(DEFAULT_ROOT));
+        let r = resolve_with_env(&p, None, env(&[("REGISTRY_STORAGE", "filesystem")])).unwrap();
+        assert_eq!(r.fs_root().unwrap(), PathBuf::from(DEFAULT_ROOT));
         assert!(r.source.contains("REGISTRY_STORAGE in the environment"));
         // The scalar form gains parameters from the environment.
         let (_d, p) = config("version: 0.1\nstorage: filesystem\n");
@@ -371,20 +598,21 @@ mod tests {
             ),
             ("version: 0.1\nstorage:\n  cache: {}\n", "no storage configuration"),
             ("version: 0.1\nhttp: {}\n", "no `storage` section"),
-            ("version: 0.1\nstorage:\n  s3:\n    bucket: b\n", "storage driver s3"),
+            ("version: 0.1\nstorage:\n  gcs:\n    bucket: b\n", "storage driver gcs"),
+            ("version: 0.1\nstorage:\n  s3:\n    region: eu-west-1\n", "bucket is not set"),
             ("\u{0}\u{1}not yaml: [", "neither a directory"),
             ("just a string", "not a YAML mapping"),
             ("storage:\n  filesystem:\n    rootdirectory: relative/dir\n", "relative"),
         ] {
             let (_d, p) = config(text);
-            match resolve_with_env(&p, env(&[])) {
+            match resolve_with_env(&p, None, env(&[])) {
                 Err(e @ Error::Target { .. }) => {
                     assert!(e.to_string().contains(says), "{text:?}: {e}")
                 }
                 other => panic!("{text:?}: {other:?}"),
             }
         }
-        let err = resolve(Path::new("/definitely/not/here")).unwrap_err();
+        let err = resolve(Path::new("/definitely/not/here"), None).unwrap_err();
         assert!(err.to_string().contains("/definitely/not/here"));
     }
 
@@ -392,17 +620,21 @@ mod tests {
     fn a_redis_cache_without_read_only_mode_earns_a_warning() {
         let base = "version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: /srv/r\n  cache:\n    blobdescriptor: redis\n";
         let (_d, p) = config(base);
-        let r = resolve_with_env(&p, env(&[])).unwrap();
+        let r = resolve_with_env(&p, None, env(&[])).unwrap();
         assert_eq!(r.warnings.len(), 1);
         assert!(r.warnings[0].contains("read-only mode"));
         let (_d, p) = config(&format!(
             "{base}  maintenance:\n    readonly:\n      enabled: true\n"
         ));
-        assert!(resolve_with_env(&p, env(&[])).unwrap().warnings.is_empty());
+        assert!(resolve_with_env(&p, None, env(&[]))
+            .unwrap()
+            .warnings
+            .is_empty());
         // Read-only mode from the environment counts too.
         let (_d, p) = config(base);
         let r = resolve_with_env(
             &p,
+            None,
             env(&[("REGISTRY_STORAGE_MAINTENANCE_READONLY_ENABLED", "true")]),
         )
         .unwrap();

@@ -5,12 +5,14 @@
 //! path whatever holds the bytes. What differs between a disk and a bucket lives behind it,
 //! each backend in its own file:
 //! - [`fs`]: a local filesystem (getdents walks, atomic renames, a run lock with `flock`);
-//! - `s3` (to come): S3 and what speaks its API (ranged listings held in memory, links resolved from
+//! - [`s3`]: S3 and what speaks its API (ranged listings held in memory, links resolved from
 //!   their ETags, batched deletes, a lock object);
 //! - [`hiding`]: a read-only view with some keys hidden, for dry runs of edits.
 
 pub mod fs;
 pub mod hiding;
+pub mod s3;
+pub mod s3_client;
 
 pub use fs::FsStorage;
 pub use hiding::Hiding;
@@ -181,6 +183,9 @@ pub struct Requests {
     pub put: u64,
     /// Requests sent again after a throttle (503 SlowDown), a server error or a time-out.
     pub retries: u64,
+    /// Manifests read from the local cache instead of a GET.
+    #[serde(default)]
+    pub cached: u64,
 }
 
 impl Requests {

@@ -1,0 +1,770 @@
+//! A registry in S3 or anything that speaks its API, read the way object storage is fast.
+//!
+//! - The registry's keys are listed once, up front, without a delimiter: every key with its
+//!   size, time and ETag, 1,000 a page. Where the first page ends tells how large the bucket is
+//!   (hashes spread evenly over the blob shards); a large one has the rest of its key space
+//!   split at fixed points (blob shards, repository names), the ranges listed at once with
+//!   `start-after`. Each range ends in a partial page, so there are only as many ranges as
+//!   cost at most an eighth more pages than one sequential listing: a small bucket is listed
+//!   in sequence, a large one in parallel.
+//!   Directory listings and stats are then answered from memory; [`Storage::refresh`] lists a
+//!   prefix again before a later look.
+//! - A link object is written whole by one PUT, so its ETag is the MD5 of its content, and a
+//!   link can only hold a digest: a link whose ETag is the MD5 of the digest its key names (or,
+//!   for a tag's `current` link, of a digest some link's key names) is known without a GET.
+//!   An ETag that is not a plain MD5 (multipart, encrypted) proves nothing: the link is read.
+//! - Manifests are read through the local [`ManifestCache`]; a key the listing does not hold
+//!   is absent whatever the cache says.
+//! - Deletes go 1,000 keys a request (DeleteObjects); there is no rename, so no trash.
+//! - The run lock is an object created with a conditional PUT (`If-None-Match: *`), holding
+//!   its holder and expiry.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io;
+use std::ops::Bound;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, SystemTime};
+
+use md5::{Digest as _, Md5};
+use rayon::prelude::*;
+
+use super::s3_client::{Client, Listed, DELETE_BATCH};
+use super::{too_large, Entry, Kind, LockGuard, Meta, Requests, Storage};
+use crate::digest::{Algorithm, Digest};
+use crate::error::{Error, Result};
+use crate::layout;
+use crate::manifest_cache::ManifestCache;
+
+/// What the listing said of one key.
+#[derive(Debug, Clone, Copy)]
+struct Object {
+    size: u64,
+    /// Seconds since the epoch.
+    modified: u64,
+    /// The ETag when it is a plain MD5 (32 hex digits).
+    md5: Option<[u8; 16]>,
+}
+
+impl Object {
+    fn of(l: &Listed) -> Object {
+        Object {
+            size: l.size,
+            modified: crate::discover::epoch_seconds(l.modified).max(0) as u64,
+            md5: parse_md5(&l.etag),
+        }
+    }
+
+    fn modified(&self) -> SystemTime {
+        SystemTime::UNIX_EPOCH + Duration::from_secs(self.modified)
+    }
+}
+
+fn parse_md5(etag: &str) -> Option<[u8; 16]> {
+    if etag.len() != 32 {
+        return None;
+    }
+    let mut out = [0u8; 16];
+    for (i, byte) in out.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(etag.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(out)
+}
+
+fn md5_of(content: &[u8]) -> [u8; 16] {
+    Md5::digest(content).into()
+}
+
+/// Where the rest of the key space is split after the first page, relative to
+/// `docker/registry/v2/`: the blob shards by their first hex digit, and repositories by the
+/// first letter of their names. Only points past the first page are used.
+const SPLITS: [&str; 22] = [
+    "blobs/sha256/1",
+    "blobs/sha256/2",
+    "blobs/sha256/3",
+    "blobs/sha256/4",
+    "blobs/sha256/5",
+    "blobs/sha256/6",
+    "blobs/sha256/7",
+    "blobs/sha256/8",
+    "blobs/sha256/9",
+    "blobs/sha256/a",
+    "blobs/sha256/b",
+    "blobs/sha256/c",
+    "blobs/sha256/d",
+    "blobs/sha256/e",
+    "blobs/sha256/f",
+    "blobs/sha257",
+    "repositories/",
+    "repositories/e",
+    "repositories/j",
+    "repositories/o",
+    "repositories/s",
+    "repositories/w",
+];
+
+/// How many pages a whole listing takes, judged from where its first page (1,000 keys) ended
+/// (`last`, relative to `docker/registry/v2/`): blob digests are spread evenly over the shards,
+/// and a registry holds about 2.5 keys (links, tags) per blob; repository names, less evenly,
+/// over their first letter.
+fn estimated_pages(last: &str) -> f64 {
+    if let Some(hex) = last.strip_prefix("blobs/sha256/") {
+        if let Some(covered) = hex.get(..2).and_then(|h| u8::from_str_radix(h, 16).ok()) {
+            return 2.5 * 256.0 / (f64::from(covered) + 1.0);
+        }
+    }
+    if let Some(name) = last.strip_prefix("repositories/") {
+        let rank = name
+            .chars()
+            .next()
+            .and_then(|c| "0123456789abcdefghijklmnopqrstuvwxyz".find(c.to_ascii_lowercase()));
+        if let Some(rank) = rank {
+            return 36.0 / (rank as f64 + 1.0);
+        }
+    }
+    1.0
+}
+
+/// At most `n` of the sorted `points`, spread evenly.
+fn spread(mut points: Vec<String>, n: usize) -> Vec<String> {
+    points.sort();
+    if n >= points.len() {
+        return points;
+    }
+    if n == 0 {
+        return Vec::new();
+    }
+    let step = points.len() as f64 / n as f64;
+    (0..n)
+        .map(|i| points[(i as f64 * step) as usize].clone())
+        .collect()
+}
+
+/// The largest key that sorts before `boundary` and before every key that starts with it:
+/// `start-after` of the range that begins at `boundary`.
+fn before(boundary: &str) -> String {
+    let mut s = boundary.to_string();
+    let last = s.pop().expect("boundaries are not empty");
+    s.push(char::from_u32(last as u32 - 1).unwrap_or(last));
+    s.push('\u{10FFFF}');
+    s
+}
+
+pub struct S3Storage {
+    client: Arc<Client>,
+    /// The registry's `rootdirectory` in the bucket, without slashes around it ("" for none).
+    prefix: String,
+    /// Every key below `docker/registry/v2/`, relative to the root (as layout builds them).
+    index: RwLock<BTreeMap<String, Object>>,
+    /// MD5 of `<alg>:<hex>` -> that content, for every digest a link's key names; built when a
+    /// tag's `current` link is first read, dropped on refresh.
+    link_contents: RwLock<Option<HashMap<[u8; 16], String>>>,
+    cache: Option<ManifestCache>,
+    cached: AtomicU64,
+}
+
+impl S3Storage {
+    /// List the registry under `prefix` in the bucket.
+    pub fn open(
+        client: Client,
+        prefix: &str,
+        cache: Option<ManifestCache>,
+    ) -> io::Result<S3Storage> {
+        let storage = S3Storage {
+            client: Arc::new(client),
+            prefix: prefix.trim_matches('/').to_string(),
+            index: RwLock::new(BTreeMap::new()),
+            link_contents: RwLock::new(None),
+            cache,
+            cached: AtomicU64::new(0),
+        };
+        storage.refresh(layout::V2)?;
+        Ok(storage)
+    }
+
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// How many keys the index holds.
+    pub fn keys(&self) -> usize {
+        self.index.read().map_or(0, |i| i.len())
+    }
+
+    /// Put a file of a local registry tree into the bucket (the generator and tests load trees
+    /// this way); `rel` is its key relative to the root.
+    pub fn upload(&self, rel: &str, content: &[u8]) -> io::Result<()> {
+        self.client.put(&self.full(rel), content, false).map(|_| ())
+    }
+
+    fn full(&self, rel: &str) -> String {
+        match (self.prefix.is_empty(), rel.is_empty()) {
+            (true, _) => rel.to_string(),
+            (false, true) => self.prefix.clone(),
+            (false, false) => format!("{}/{rel}", self.prefix),
+        }
+    }
+
+    fn relative<'a>(&self, full: &'a str) -> Option<&'a str> {
+        if self.prefix.is_empty() {
+            Some(full)
+        } else {
+            full.strip_prefix(&self.prefix)?.strip_prefix('/')
+        }
+    }
+
+    /// Every key under `rel_prefix` (a directory: `/` is added), listed as described in the
+    /// module documentation.
+    fn list_all(&self, rel_prefix: &str) -> io::Result<Vec<Listed>> {
+        let dir = format!("{}/", self.full(rel_prefix));
+        let first = self.client.list_page(&dir, None, None)?;
+        let mut all = first.objects;
+        let Some(token) = first.next else {
+            return Ok(all);
+        };
+        let last = all.last().map(|l| l.key.clone()).unwrap_or_default();
+        let v2 = format!("{}/", self.full(layout::V2));
+        let candidates: Vec<String> = SPLITS
+            .iter()
+            .map(|s| format!("{v2}{s}"))
+            .filter(|p| p.starts_with(&dir) && *p > last)
+            .collect();
+        let ranges_allowed = (estimated_pages(last.strip_prefix(&v2).unwrap_or("")) / 8.0) as usize;
+        let points = spread(candidates, ranges_allowed);
+        // The first range continues the first listing; each other starts at its point.
+        let mut ranges: Vec<(Option<String>, Option<String>, Option<String>)> = Vec::new();
+        ranges.push((None, Some(token), points.first().cloned()));
+        for (i, p) in points.iter().enumerate() {
+            ranges.push((Some(before(p)), None, points.get(i + 1).cloned()));
+        }
+        let listed: Vec<io::Result<Vec<Listed>>> = ranges
+            .into_par_iter()
+            .map(|(start_after, token, end)| {
+                self.list_range(&dir, start_after, token, end.as_deref())
+            })
+            .collect();
+        for l in listed {
+            all.extend(l?);
+        }
+        Ok(all)
+    }
+
+    /// The keys under `dir` from `start_after` (or continuing `token`) up to, not including,
+    /// `end`.
+    fn list_range(
+        &self,
+        dir: &str,
+        mut start_after: Option<String>,
+        mut token: Option<String>,
+        end: Option<&str>,
+    ) -> io::Result<Vec<Listed>> {
+        let mut out = Vec::new();
+        loop {
+            let page = self
+                .client
+                .list_page(dir, start_after.as_deref(), token.as_deref())?;
+            let mut done = page.next.is_none();
+            for l in page.objects {
+                if end.is_some_and(|e| l.key.as_str() >= e) {
+                    done = true;
+                    break;
+                }
+                out.push(l);
+            }
+            if done {
+                return Ok(out);
+            }
+            token = page.next;
+            start_after = None;
+        }
+    }
+
+    /// The digest named by a link key's path (`.../<alg>/<hex>/link`), as link content.
+    fn path_link_content(key: &str) -> Option<String> {
+        let mut parts = key.rsplit('/');
+        let (link, hex, alg) = (parts.next()?, parts.next()?, parts.next()?);
+        (link == layout::LINK_FILE && Algorithm::from_name(alg).is_some())
+            .then(|| format!("{alg}:{hex}"))
+    }
+
+    /// The digest of the blob whose `data` this key is.
+    fn blob_digest(key: &str) -> Option<Digest> {
+        let rest = key.strip_prefix(layout::BLOBS)?.strip_prefix('/')?;
+        let mut parts = rest.split('/');
+        let (alg, _shard, hex, data) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+        if data != layout::DATA_FILE || parts.next().is_some() {
+            return None;
+        }
+        Digest::from_parts(Algorithm::from_name(alg)?, hex).ok()
+    }
+
+    /// A link's content from its ETag alone, when the ETag proves it.
+    fn link_from_etag(&self, key: &str, obj: &Object) -> Option<String> {
+        let md5 = obj.md5?;
+        if let Some(content) = Self::path_link_content(key) {
+            if md5_of(content.as_bytes()) == md5 && obj.size == content.len() as u64 {
+                return Some(content);
+            }
+        }
+        // A tag's `current` (or any other) link: the digest of some link's key.
+        {
+            let known = self.link_contents.read().ok()?;
+            if let Some(map) = known.as_ref() {
+                return map
+                    .get(&md5)
+                    .filter(|c| c.len() as u64 == obj.size)
+                    .cloned();
+            }
+        }
+        let map: HashMap<[u8; 16], String> = {
+            let index = self.index.read().ok()?;
+            index
+                .keys()
+                .filter_map(|k| Self::path_link_content(k))
+                .map(|c| (md5_of(c.as_bytes()), c))
+                .collect()
+        };
+        let found = map
+            .get(&md5)
+            .filter(|c| c.len() as u64 == obj.size)
+            .cloned();
+        if let Ok(mut known) = self.link_contents.write() {
+            *known = Some(map);
+        }
+        found
+    }
+
+    fn object(&self, key: &str) -> Option<Object> {
+        self.index.read().ok()?.get(key).copied()
+    }
+
+    /// Read a key's content: from its ETag for links, from the cache for manifests, else GET.
+    fn read(&self, key: &str, limit: u64, buf: &mut Vec<u8>) -> io::Result<Object> {
+        let Some(obj) = self.object(key) else {
+            return Err(io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("{}: not in the bucket's listing", self.display(key)),
+            ));
+        };
+        if key.ends_with(layout::LINK_FILE) {
+            if let Some(content) = self.link_from_etag(key, &obj) {
+                buf.clear();
+                buf.extend_from_slice(content.as_bytes());
+                return Ok(obj);
+            }
+        }
+        if obj.size > limit {
+            return Err(too_large(limit));
+        }
+        let digest = Self::blob_digest(key);
+        if let (Some(cache), Some(d)) = (&self.cache, &digest) {
+            if cache.get(d, buf) {
+                self.cached.fetch_add(1, Ordering::Relaxed);
+                return Ok(obj);
+            }
+        }
+        self.client.get(&self.full(key), limit, buf)?;
+        if let (Some(cache), Some(d)) = (&self.cache, &digest) {
+            cache.put(d, buf);
+        }
+        Ok(obj)
+    }
+
+    /// Keys at or below `key` (the key itself, then everything under `key/`).
+    fn tree(&self, key: &str) -> Vec<String> {
+        let Ok(index) = self.index.read() else {
+            return Vec::new();
+        };
+        let dir = if key.is_empty() {
+            String::new()
+        } else {
+            format!("{key}/")
+        };
+        let mut out: Vec<String> = index
+            .range::<str, _>((Bound::Included(dir.as_str()), Bound::Unbounded))
+            .take_while(|(k, _)| k.starts_with(&dir))
+            .map(|(k, _)| k.clone())
+            .collect();
+        if index.contains_key(key) {
+            out.push(key.to_string());
+        }
+        out
+    }
+
+    fn dir_meta(&self, key: &str) -> Option<Meta> {
+        let index = self.index.read().ok()?;
+        let dir = format!("{key}/");
+        let mut newest = None;
+        // A directory's time is its newest entry's; a huge prefix is sampled (nothing reads
+        // the time of one).
+        for (_, o) in index
+            .range::<str, _>((Bound::Included(dir.as_str()), Bound::Unbounded))
+            .take_while(|(k, _)| k.starts_with(&dir))
+            .take(10_000)
+        {
+            newest = newest.max(Some(o.modified));
+        }
+        newest.map(|m| Meta {
+            kind: Kind::Dir,
+            len: 0,
+            modified: SystemTime::UNIX_EPOCH + Duration::from_secs(m),
+        })
+    }
+}
+
+impl Storage for S3Storage {
+    fn list_dir(&self, key: &str) -> io::Result<Vec<Entry>> {
+        let mut out = Vec::new();
+        self.visit_dir(key, &mut |name, kind| {
+            out.push(Entry {
+                name: String::from_utf8_lossy(name).into_owned(),
+                kind,
+                utf8: true,
+            })
+        })?;
+        Ok(out)
+    }
+
+    fn visit_dir(&self, key: &str, f: &mut dyn FnMut(&[u8], Kind)) -> io::Result<()> {
+        let index = self
+            .index
+            .read()
+            .map_err(|_| io::Error::other("index poisoned"))?;
+        let dir = if key.is_empty() {
+            String::new()
+        } else {
+            format!("{key}/")
+        };
+        if index.contains_key(key) && !key.is_empty() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "is not a directory",
+            ));
+        }
+        let mut from = dir.clone();
+        let mut any = false;
+        while let Some((k, _)) = index
+            .range::<str, _>((Bound::Included(from.as_str()), Bound::Unbounded))
+            .next()
+        {
+            if !k.starts_with(&dir) {
+                break;
+            }
+            any = true;
+            let rest = &k[dir.len()..];
+            match rest.split_once('/') {
+                Some((child, _)) => {
+                    f(child.as_bytes(), Kind::Dir);
+                    // Skip the child's subtree: the next key after `<dir><child>/…`.
+                    from = format!("{dir}{child}0");
+                }
+                None => {
+                    f(rest.as_bytes(), Kind::File);
+                    from = format!("{k}\0");
+                }
+            }
+        }
+        if any {
+            Ok(())
+        } else {
+            Err(io::Error::new(io::ErrorKind::NotFound, "no such prefix"))
+        }
+    }
+
+    fn stat(&self, key: &str) -> io::Result<Meta> {
+        if let Some(o) = self.object(key) {
+            return Ok(Meta {
+                kind: Kind::File,
+                len: o.size,
+                modified: o.modified(),
+            });
+        }
+        self.dir_meta(key)
+            .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no such key"))
+    }
+
+    fn read_into(&self, key: &str, limit: u64, buf: &mut Vec<u8>) -> io::Result<Meta> {
+        let obj = self.read(key, limit, buf)?;
+        Ok(Meta {
+            kind: Kind::File,
+            len: obj.size,
+            modified: obj.modified(),
+        })
+    }
+
+    fn read_content(&self, key: &str, limit: u64, buf: &mut Vec<u8>) -> io::Result<()> {
+        self.read(key, limit, buf).map(|_| ())
+    }
+
+    fn remove_all(&self, key: &str) -> io::Result<()> {
+        self.remove_trees(&[key.to_string()])
+            .pop()
+            .unwrap_or(Ok(()))
+    }
+
+    fn remove_trees(&self, keys: &[String]) -> Vec<io::Result<()>> {
+        // Every object of every tree, then 1,000 a request, the requests at once.
+        let objects: Vec<(usize, String)> = keys
+            .iter()
+            .enumerate()
+            .flat_map(|(i, k)| self.tree(k).into_iter().map(move |o| (i, o)))
+            .collect();
+        let failed: Vec<(usize, String)> = objects
+            .par_chunks(DELETE_BATCH)
+            .flat_map_iter(|batch| {
+                let full: Vec<String> = batch.iter().map(|(_, k)| self.full(k)).collect();
+                match self.client.delete_batch(&full) {
+                    Ok(errors) => {
+                        let by_key: HashMap<String, String> = errors.into_iter().collect();
+                        batch
+                            .iter()
+                            .zip(&full)
+                            .filter_map(|((i, _), f)| by_key.get(f).map(|e| (*i, e.clone())))
+                            .collect::<Vec<_>>()
+                    }
+                    Err(e) => batch.iter().map(|(i, _)| (*i, e.to_string())).collect(),
+                }
+            })
+            .collect();
+        let mut results: Vec<io::Result<()>> = keys.iter().map(|_| Ok(())).collect();
+        for (i, e) in failed {
+            if results[i].is_ok() {
+                results[i] = Err(io::Error::other(e));
+            }
+        }
+        if let Ok(mut index) = self.index.write() {
+            for (i, k) in &objects {
+                if results[*i].is_ok() {
+                    index.remove(k);
+                }
+            }
+        }
+        results
+    }
+
+    fn remove_empty_dir(&self, key: &str) -> io::Result<bool> {
+        // A prefix with nothing under it is gone by itself.
+        Ok(self.tree(key).is_empty())
+    }
+
+    fn read_chunks(&self, key: &str, f: &mut dyn FnMut(&[u8])) -> io::Result<u64> {
+        if self.object(key).is_none() {
+            return Err(io::Error::new(
+                io::ErrorKind::NotFound,
+                "not in the listing",
+            ));
+        }
+        self.client.get_chunks(&self.full(key), f)
+    }
+
+    fn rename(&self, from: &str, _to: &str) -> io::Result<()> {
+        Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            format!("{}: object storage has no rename", self.display(from)),
+        ))
+    }
+
+    fn can_rename(&self) -> bool {
+        false
+    }
+
+    fn refresh(&self, prefix: &str) -> io::Result<()> {
+        let listed = self.list_all(prefix)?;
+        let dir = format!("{prefix}/");
+        let mut fresh: BTreeMap<String, Object> = BTreeMap::new();
+        for l in &listed {
+            if let Some(rel) = self.relative(&l.key) {
+                fresh.insert(rel.to_string(), Object::of(l));
+            }
+        }
+        let mut index = self
+            .index
+            .write()
+            .map_err(|_| io::Error::other("index poisoned"))?;
+        index.retain(|k, _| !k.starts_with(&dir));
+        index.extend(fresh);
+        if let Ok(mut known) = self.link_contents.write() {
+            *known = None;
+        }
+        Ok(())
+    }
+
+    fn lock(&self, wait: bool) -> Result<LockGuard> {
+        ObjectLock::acquire(self.client.clone(), self.full(layout::LOCK_FILE), wait)
+            .map(LockGuard::new)
+    }
+
+    fn requests(&self) -> Option<Requests> {
+        let mut r = self.client.requests();
+        r.cached = self.cached.load(Ordering::Relaxed);
+        Some(r)
+    }
+
+    fn display(&self, key: &str) -> String {
+        let full = self.full(key);
+        format!("s3://{}/{full}", self.client.bucket_name())
+    }
+}
+
+/// Put every file of a local registry tree (the directory holding `docker/registry/v2`) into
+/// the bucket under `prefix`, in parallel: how the generator and the tests load the same
+/// registry into a bucket. Returns how many objects were written.
+pub fn load_tree(client: &Client, prefix: &str, root: &std::path::Path) -> io::Result<usize> {
+    fn walk(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) -> io::Result<()> {
+        for e in std::fs::read_dir(dir)? {
+            let e = e?;
+            let t = e.file_type()?;
+            if t.is_dir() {
+                walk(&e.path(), out)?;
+            } else if t.is_file() {
+                out.push(e.path());
+            }
+        }
+        Ok(())
+    }
+    let mut files = Vec::new();
+    walk(&root.join(layout::V2), &mut files)?;
+    let prefix = prefix.trim_matches('/');
+    files
+        .par_iter()
+        .map(|path| {
+            let rel = path
+                .strip_prefix(root)
+                .map_err(|e| io::Error::other(e.to_string()))?
+                .to_string_lossy()
+                .into_owned();
+            let key = if prefix.is_empty() {
+                rel
+            } else {
+                format!("{prefix}/{rel}")
+            };
+            client.put(&key, &std::fs::read(path)?, false).map(|_| ())
+        })
+        .collect::<io::Result<Vec<()>>>()
+        .map(|v| v.len())
+}
+
+/// How long a lock object holds when its holder never removes it (killed): then the next run
+/// may take it. Longer than any run should take.
+const LOCK_TTL: Duration = Duration::from_secs(24 * 3600);
+
+/// The run lock on object storage: an object created only if absent (`If-None-Match: *`),
+/// removed when dropped.
+struct ObjectLock {
+    client: Arc<Client>,
+    key: String,
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct LockBody {
+    holder: String,
+    since: String,
+    expires: String,
+}
+
+impl ObjectLock {
+    fn acquire(client: Arc<Client>, key: String, wait: bool) -> Result<ObjectLock> {
+        let name = format!("s3://{}/{key}", client.bucket_name());
+        let now = SystemTime::now();
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_string())
+            .unwrap_or_else(|_| "unknown host".into());
+        let body = serde_json::to_vec(&LockBody {
+            holder: format!("regsweep pid {} on {host}", std::process::id()),
+            since: humantime::format_rfc3339_seconds(now).to_string(),
+            expires: humantime::format_rfc3339_seconds(now + LOCK_TTL).to_string(),
+        })
+        .expect("a lock body serializes");
+        loop {
+            let io_err = |e: io::Error| {
+                Error::target(name.clone(), format!("cannot take the run lock: {e}"))
+            };
+            if client.put(&key, &body, true).map_err(io_err)? {
+                return Ok(ObjectLock { client, key });
+            }
+            let mut held = Vec::new();
+            let holder = match client.get(&key, 4096, &mut held) {
+                Ok(()) => serde_json::from_slice::<LockBody>(&held).ok(),
+                // Released meanwhile: try again.
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(io_err(e)),
+            };
+            let expired = holder.as_ref().is_some_and(|h| {
+                humantime::parse_rfc3339_weak(h.expires.trim_end_matches('Z'))
+                    .is_ok_and(|t| t < SystemTime::now())
+            });
+            if expired {
+                client.delete(&key).map_err(io_err)?;
+                continue;
+            }
+            if wait {
+                std::thread::sleep(Duration::from_secs(2));
+                continue;
+            }
+            let said = holder.map_or_else(
+                || "an unreadable lock".to_string(),
+                |h| format!("{} since {} (expires {})", h.holder, h.since, h.expires),
+            );
+            return Err(Error::Locked {
+                path: name.into(),
+                message: format!(
+                    "another real run holds the lock: {said}; wait with --wait, or delete the \
+                     lock object if that run is dead"
+                ),
+            });
+        }
+    }
+}
+
+impl Drop for ObjectLock {
+    fn drop(&mut self) {
+        let _ = self.client.delete(&self.key);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn start_after_points_sort_between_ranges() {
+        let b = before("blobs/sha256/1");
+        assert!(b.as_str() > "blobs/sha256/0fff/data");
+        assert!(b.as_str() < "blobs/sha256/1");
+        let b = before("repositories/");
+        assert!(b.as_str() > "repositories.x" && b.as_str() < "repositories/a");
+    }
+
+    #[test]
+    fn small_buckets_list_in_sequence_and_large_ones_split() {
+        // A first page that ended in shard 3f covered a quarter of the blobs: about 10 pages.
+        assert!((estimated_pages("blobs/sha256/3f/abc/data") - 10.0).abs() < 0.1);
+        // Ended past the blobs, among the repositories: a small registry.
+        assert!(estimated_pages("repositories/x/_layers/sha256/ab/link") < 2.0);
+        assert!(estimated_pages("blobs/sha256/00/a/data") > 600.0);
+        let points: Vec<String> = SPLITS.iter().map(|s| s.to_string()).collect();
+        assert_eq!(spread(points.clone(), 0), Vec::<String>::new());
+        assert_eq!(spread(points.clone(), 100).len(), SPLITS.len());
+        let four = spread(points, 4);
+        assert_eq!(four.len(), 4);
+        assert!(four.windows(2).all(|w| w[0] < w[1]));
+    }
+
+    #[test]
+    fn link_content_from_a_key() {
+        let hex = "ab".repeat(32);
+        let key = format!("docker/registry/v2/repositories/a/_layers/sha256/{hex}/link");
+        assert_eq!(
+            S3Storage::path_link_content(&key),
+            Some(format!("sha256:{hex}"))
+        );
+        assert_eq!(S3Storage::path_link_content("a/tags/v1/current/link"), None);
+        let data = format!("docker/registry/v2/blobs/sha256/ab/{hex}/data");
+        assert_eq!(
+            S3Storage::blob_digest(&data).unwrap().to_string(),
+            format!("sha256:{hex}")
+        );
+        assert!(parse_md5("d41d8cd98f00b204e9800998ecf8427e").is_some());
+        assert!(parse_md5("d41d8cd98f00b204e9800998ecf8427e-2").is_none());
+    }
+}
