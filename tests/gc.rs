@@ -275,13 +275,14 @@ fn bad_targets_exit_2_and_touch_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let not_registry = dir.path().join("plain");
     std::fs::create_dir(&not_registry).unwrap();
-    let s3 = dir.path().join("s3.yml");
-    std::fs::write(&s3, "version: 0.1\nstorage:\n  s3:\n    bucket: b\n").unwrap();
+    // A driver regsweep does not read (filesystem and s3 it does).
+    let gcs = dir.path().join("gcs.yml");
+    std::fs::write(&gcs, "version: 0.1\nstorage:\n  gcs:\n    bucket: b\n").unwrap();
     let missing = dir.path().join("missing");
     for (target, needle) in [
         (missing.as_path(), "no such file"),
         (not_registry.as_path(), "not a registry"),
-        (s3.as_path(), "s3"),
+        (gcs.as_path(), "gcs"),
         (Path::new("/"), "not a registry"),
     ] {
         let before = snapshot(dir.path());

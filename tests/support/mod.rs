@@ -2,6 +2,8 @@
 #![allow(dead_code)]
 
 pub mod images;
+pub mod pull;
 pub mod registry;
+pub mod s3;
 pub mod scenario;
 pub mod tree;

@@ -13,6 +13,10 @@ use regsweep::digest::{Algorithm, Digest};
 
 pub const SERVER: &str = "docker-registry";
 
+/// The credentials a registry on the test S3 server signs with (moto accepts any).
+pub const S3_KEY: &str = "regsweep-test-key";
+pub const S3_SECRET: &str = "regsweep-test-secret";
+
 /// Whether the peer is installed. Under CI a missing peer is a failure, never a skip.
 pub fn server_available() -> bool {
     let found = Command::new(SERVER)
@@ -31,6 +35,8 @@ pub struct Registry {
     child: Option<Child>,
     pub port: u16,
     pub root: PathBuf,
+    /// The `storage:` driver section (indented by two spaces), when not the filesystem.
+    storage: Option<String>,
     pub config: PathBuf,
     log: PathBuf,
     _dir: tempfile::TempDir,
@@ -54,6 +60,33 @@ impl Registry {
             child: None,
             port: 0,
             root: root.to_path_buf(),
+            storage: None,
+            config,
+            log,
+            _dir: dir,
+        };
+        registry.launch();
+        registry
+    }
+
+    /// Start a registry that stores in a bucket through its own s3 driver, at `endpoint`
+    /// (the moto server), under `rootdirectory`. Redirects are off, so clients never talk to
+    /// the bucket themselves.
+    pub fn start_s3(endpoint: &str, bucket: &str, rootdirectory: &str) -> Registry {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = dir.path().join("config.yml");
+        let log = dir.path().join("registry.log");
+        let mut registry = Registry {
+            child: None,
+            port: 0,
+            root: PathBuf::new(),
+            storage: Some(format!(
+                "  s3:\n    accesskey: {key}\n    secretkey: {secret}\n    region: us-east-1\n    \
+                 regionendpoint: {endpoint}\n    bucket: {bucket}\n    rootdirectory: {rootdirectory}\n    \
+                 secure: false\n    v4auth: true\n  redirect:\n    disable: true\n",
+                key = S3_KEY,
+                secret = S3_SECRET,
+            )),
             config,
             log,
             _dir: dir,
@@ -66,14 +99,19 @@ impl Registry {
         // A port can be taken between our probe and the server's bind: try a few.
         for _ in 0..5 {
             self.port = free_port();
+            let driver = self.storage.clone().unwrap_or_else(|| {
+                format!(
+                    "  filesystem:\n    rootdirectory: {}\n",
+                    self.root.display()
+                )
+            });
             std::fs::write(
                 &self.config,
                 format!(
                     "version: 0.1\n\
                      log:\n  level: warn\n  accesslog:\n    disabled: true\n\
-                     storage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\n\
+                     storage:\n{driver}  delete:\n    enabled: true\n\
                      http:\n  addr: 127.0.0.1:{}\n  secret: regsweep-test\n",
-                    self.root.display(),
                     self.port
                 ),
             )
@@ -82,6 +120,8 @@ impl Registry {
             let child = Command::new(SERVER)
                 .arg("serve")
                 .arg(&self.config)
+                // The S3 driver (Go AWS SDK) aborts at start on a CA bundle it cannot use.
+                .env_remove("AWS_CA_BUNDLE")
                 .stdin(Stdio::null())
                 .stdout(log.try_clone().expect("log"))
                 .stderr(log)

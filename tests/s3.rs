@@ -1,0 +1,405 @@
+//! Object storage, against real peers started here: an S3 server (moto) on 127.0.0.1, the real
+//! registry writing its bucket through its own s3 driver, skopeo pulling, and the reference
+//! collector on the same bucket. What holds on disk must hold in the bucket: the same deletion
+//! sets, every live tag pulling after a real `gc -m`, dry runs that send no write request (as
+//! counted by the server), one real run at a time, and refusals that name keys.
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use regsweep::digest::Digest;
+use regsweep::report::GcReport;
+use regsweep::synth::Preset;
+use support::pull::{check_scenario_after_gc, peers, reference_dry_run_config, skopeo_push_layout};
+use support::registry::Registry;
+use support::s3::{self, blobs_in, Moto};
+use support::scenario;
+use support::tree::{aged_copy, regsweep};
+
+/// regsweep against the moto server, with its own manifest cache.
+fn s3_cmd(moto: &Moto, cache: &Path, args: &[&str]) -> std::process::Command {
+    let mut cmd = regsweep();
+    cmd.args(args)
+        .arg("--s3-endpoint")
+        .arg(moto.endpoint())
+        .arg("--cache-dir")
+        .arg(cache)
+        .env("AWS_ACCESS_KEY_ID", s3::KEY)
+        .env("AWS_SECRET_ACCESS_KEY", s3::SECRET)
+        .env_remove("AWS_ENDPOINT_URL")
+        .env_remove("AWS_PROFILE");
+    cmd
+}
+
+struct Ran {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+fn run_cmd(mut cmd: std::process::Command) -> Ran {
+    let out = cmd.output().expect("run regsweep");
+    Ran {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+fn gc_report(r: &Ran) -> GcReport {
+    serde_json::from_str(&r.stdout)
+        .unwrap_or_else(|e| panic!("bad JSON ({e}): {}\n{}", r.stdout, r.stderr))
+}
+
+fn deleted(r: &GcReport) -> BTreeSet<Digest> {
+    r.deleted.blobs.iter().map(|b| b.digest.clone()).collect()
+}
+
+/// A registry config for the registry's s3 driver on `moto`.
+fn s3_config(dir: &Path, moto: &Moto, bucket: &str, root: &str) -> std::path::PathBuf {
+    let path = dir.join("config.yml");
+    std::fs::write(
+        &path,
+        format!(
+            "version: 0.1\nstorage:\n  s3:\n    accesskey: {}\n    secretkey: {}\n    region: us-east-1\n    \
+             regionendpoint: {}\n    bucket: {bucket}\n    rootdirectory: {root}\n    secure: false\n  \
+             redirect:\n    disable: true\n",
+            s3::KEY,
+            s3::SECRET,
+            moto.endpoint()
+        ),
+    )
+    .unwrap();
+    path
+}
+
+#[test]
+fn the_real_registry_on_s3_end_to_end() {
+    if !s3::available() || !peers() {
+        return;
+    }
+    let moto = Moto::start();
+    let bucket = moto.create_bucket("registry");
+    let mut server = Registry::start_s3(&moto.endpoint(), "registry", "/reg");
+    let mut e = scenario::standard(&server.client());
+    skopeo_push_layout(&server.host(), "tools/skopeo-pushed", "v1", "skopeo layer");
+    let (status, body) = server.client().get_manifest("tools/skopeo-pushed", "v1");
+    assert_eq!(status, 200);
+    e.live_tags.push((
+        "tools/skopeo-pushed".into(),
+        "v1".into(),
+        support::images::Pushed {
+            repo: "tools/skopeo-pushed".into(),
+            digest: Digest::of(regsweep::digest::Algorithm::Sha256, &body),
+            media_type: support::images::OCI_MANIFEST,
+            size: body.len(),
+            blobs: vec![],
+            children: vec![],
+        },
+    ));
+    server.stop();
+    let etc = tempfile::tempdir().unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    let config = s3_config(etc.path(), &moto, "registry", "/reg");
+    let cfg = config.to_str().unwrap();
+
+    // Without -m, regsweep lists exactly what the reference lists, on the same bucket.
+    let (reference, _) = reference_dry_run_config(&config, false);
+    let dry = run_cmd(s3_cmd(
+        &moto,
+        cache.path(),
+        &["gc", "-d", "--min-age", "0", "--json", "-", cfg],
+    ));
+    assert_eq!(dry.code, 0, "{}", dry.stderr);
+    let dry = gc_report(&dry);
+    assert_eq!(deleted(&dry), reference);
+    assert_eq!(deleted(&dry), e.dead_blobs(false));
+    assert!(dry.root.starts_with("s3://registry/reg"), "{}", dry.root);
+    assert!(
+        dry.root_source.contains("storage.s3"),
+        "{}",
+        dry.root_source
+    );
+
+    // Dry runs of every command send no write request, as the server counts them; a second
+    // dry run reads every manifest from the cache.
+    let before = moto.requests();
+    let commands: [Vec<&str>; 6] = [
+        vec!["gc", "-d", "-m", "--min-age", "0", "--json", "-", cfg],
+        vec![
+            "gc",
+            "-d",
+            "--empty-repositories",
+            "--min-age",
+            "0",
+            "--json",
+            "-",
+            cfg,
+        ],
+        vec!["delete", "-d", "--gc", "--min-age", "0", cfg, "team/app:v1"],
+        vec![
+            "prune",
+            "-d",
+            "--keep-n",
+            "0",
+            "--gc",
+            "--min-age",
+            "0",
+            cfg,
+        ],
+        vec!["report", cfg],
+        vec!["check", "--stale-uploads", "3650d", cfg],
+    ];
+    for args in &commands {
+        let r = run_cmd(s3_cmd(&moto, cache.path(), args));
+        assert!(r.code == 0 || args[0] == "check", "{args:?}: {}", r.stderr);
+        if args.contains(&"--json") {
+            let report = gc_report(&r);
+            let requests = report.requests.expect("request counts on object storage");
+            // The only GETs left: each upload's `startedat` (its age is its content).
+            assert_eq!(
+                requests.get as usize, report.summary.census.uploads,
+                "{args:?}: manifests not from the cache"
+            );
+            assert_eq!(requests.put + requests.delete, 0);
+        }
+    }
+    assert_eq!(
+        moto.writes_since(&before),
+        0,
+        "a dry run wrote: {:?}",
+        moto.requests()
+    );
+
+    // The real run with -m: dead blobs gone, every live tag (every platform) pulls, referrers
+    // of live images survive, and a second run finds nothing.
+    std::thread::sleep(Duration::from_secs(3));
+    let blobs_before = blobs_in(&bucket, "reg");
+    let real = run_cmd(s3_cmd(
+        &moto,
+        cache.path(),
+        &["gc", "-m", "--min-age", "0", "--json", "-", cfg],
+    ));
+    assert_eq!(real.code, 0, "{}", real.stderr);
+    let real = gc_report(&real);
+    let gone: BTreeSet<Digest> = blobs_before
+        .difference(&blobs_in(&bucket, "reg"))
+        .cloned()
+        .collect();
+    assert_eq!(gone, e.dead_blobs(true));
+    assert_eq!(deleted(&real), gone);
+    let requests = real.requests.unwrap();
+    assert!(requests.delete >= 1 && requests.delete <= 4, "{requests:?}");
+    server.restart();
+    check_scenario_after_gc(&server, &e, true);
+    server.stop();
+    let again = run_cmd(s3_cmd(
+        &moto,
+        cache.path(),
+        &["gc", "-m", "--min-age", "0", "--json", "-", cfg],
+    ));
+    assert_eq!(again.code, 0, "{}", again.stderr);
+    let again = gc_report(&again);
+    assert!(deleted(&again).is_empty() && again.deleted.manifests.is_empty());
+    assert!(again.deleted.layer_links.is_empty());
+}
+
+const SMALL: Preset = Preset {
+    name: "s3-small",
+    repositories: 6,
+    tags: 4,
+    layers: 3,
+};
+
+#[test]
+fn the_same_registry_on_disk_and_in_a_bucket_gives_the_same_deletion_sets() {
+    if !s3::available() {
+        return;
+    }
+    let moto = Moto::start();
+    let client = moto.create_bucket("same");
+    let generated = tempfile::tempdir().unwrap();
+    regsweep::synth::generate(generated.path(), SMALL, 3).unwrap();
+    let fixture = aged_copy("registry");
+    let cache = tempfile::tempdir().unwrap();
+    for (prefix, tree) in [("fixture", fixture.path()), ("synth", generated.path())] {
+        regsweep::storage::s3::load_tree(&client, prefix, tree).unwrap();
+        let url = format!("s3://same/{prefix}");
+        for mode in [
+            &["--min-age", "0"][..],
+            &[
+                "--min-age",
+                "0",
+                "-m",
+                "--empty-repositories",
+                "--uploads-older-than",
+                "1s",
+            ],
+        ] {
+            let mut args = vec!["gc", "-d", "--json", "-"];
+            args.extend_from_slice(mode);
+            let mut disk_args = args.clone();
+            disk_args.push(tree.to_str().unwrap());
+            let disk = support::tree::run(&disk_args);
+            assert_eq!(disk.code, 0, "{}", disk.stderr);
+            let disk: GcReport = serde_json::from_str(&disk.stdout).unwrap();
+            args.push(&url);
+            let bucket = run_cmd(s3_cmd(&moto, cache.path(), &args));
+            assert_eq!(bucket.code, 0, "{prefix} {mode:?}: {}", bucket.stderr);
+            let bucket = gc_report(&bucket);
+            assert!(
+                !disk.deleted.blobs.is_empty(),
+                "{prefix}: nothing to compare"
+            );
+            assert_eq!(
+                bucket.deleted.blobs, disk.deleted.blobs,
+                "{prefix} {mode:?}"
+            );
+            assert_eq!(bucket.deleted.manifests, disk.deleted.manifests);
+            assert_eq!(bucket.deleted.layer_links, disk.deleted.layer_links);
+            assert_eq!(bucket.deleted.shards, disk.deleted.shards);
+            assert_eq!(bucket.deleted.repositories, disk.deleted.repositories);
+            let uuids = |r: &GcReport| {
+                r.deleted
+                    .uploads
+                    .iter()
+                    .map(|u| u.uuid.clone())
+                    .collect::<Vec<_>>()
+            };
+            assert_eq!(uuids(&bucket), uuids(&disk));
+            assert_eq!(
+                bucket.summary.census.live_blobs,
+                disk.summary.census.live_blobs
+            );
+        }
+    }
+}
+
+#[test]
+fn one_real_run_per_bucket_at_a_time() {
+    if !s3::available() {
+        return;
+    }
+    let moto = Moto::start();
+    let client = moto.create_bucket("locked");
+    let fixture = aged_copy("registry");
+    regsweep::storage::s3::load_tree(&client, "reg", fixture.path()).unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    let lock = "reg/docker/registry/v2/.regsweep.lock";
+    let far =
+        humantime::format_rfc3339_seconds(std::time::SystemTime::now() + Duration::from_secs(3600));
+    let body = format!(r#"{{"holder":"another run","since":"{far}","expires":"{far}"}}"#);
+    assert!(client.put(lock, body.as_bytes(), true).unwrap());
+    // Taken: the second writer of the lock object is refused by the server itself.
+    assert!(!client.put(lock, b"x", true).unwrap());
+
+    let args = ["gc", "--min-age", "0", "s3://locked/reg"];
+    let r = run_cmd(s3_cmd(&moto, cache.path(), &args));
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains("s3://locked/reg/docker/registry/v2/.regsweep.lock"),
+        "{}",
+        r.stderr
+    );
+    assert!(r.stderr.contains("another run"), "{}", r.stderr);
+    // Dry runs take no lock.
+    let r = run_cmd(s3_cmd(
+        &moto,
+        cache.path(),
+        &["gc", "-d", "s3://locked/reg"],
+    ));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+
+    // --wait: the run goes once the holder lets go.
+    let mut waiting = s3_cmd(
+        &moto,
+        cache.path(),
+        &[
+            "gc",
+            "--wait",
+            "--min-age",
+            "0",
+            "--json",
+            "-",
+            "s3://locked/reg",
+        ],
+    );
+    let child = waiting
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(3));
+    client.delete(lock).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: GcReport = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(!report.deleted.blobs.is_empty());
+    // Released after the run.
+    assert!(client.put(lock, b"x", true).unwrap());
+    client.delete(lock).unwrap();
+
+    // An expired lock (its holder was killed) is taken over.
+    let past =
+        humantime::format_rfc3339_seconds(std::time::SystemTime::now() - Duration::from_secs(60));
+    let body = format!(r#"{{"holder":"a dead run","since":"{past}","expires":"{past}"}}"#);
+    assert!(client.put(lock, body.as_bytes(), true).unwrap());
+    let r = run_cmd(s3_cmd(&moto, cache.path(), &args));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+}
+
+#[test]
+fn a_missing_live_manifest_in_the_bucket_refuses_and_names_its_key() {
+    if !s3::available() {
+        return;
+    }
+    let moto = Moto::start();
+    let client = moto.create_bucket("damaged");
+    let fixture = aged_copy("registry");
+    regsweep::storage::s3::load_tree(&client, "reg", fixture.path()).unwrap();
+    // The manifest library/alpine:latest points at, gone from the blob store.
+    let link = fixture
+        .path()
+        .join("docker/registry/v2/repositories/library/alpine/_manifests/tags/latest/current/link");
+    let d: Digest = std::fs::read_to_string(link).unwrap().parse().unwrap();
+    let hex = d.hex();
+    let key = format!(
+        "reg/docker/registry/v2/blobs/sha256/{}/{hex}/data",
+        &hex[..2]
+    );
+    client.delete(&key).unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    let before = blobs_in(&client, "reg");
+    let r = run_cmd(s3_cmd(
+        &moto,
+        cache.path(),
+        &[
+            "gc",
+            "-m",
+            "--min-age",
+            "0",
+            "--json",
+            "-",
+            "s3://damaged/reg",
+        ],
+    ));
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    let report = gc_report(&r);
+    assert!(report.refused);
+    assert!(
+        r.stderr.contains(&format!("s3://damaged/{key}")),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(blobs_in(&client, "reg"), before, "a refused run deleted");
+}

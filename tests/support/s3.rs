@@ -1,0 +1,189 @@
+//! An S3 server for the tests: `moto_server` (PyPI's `moto[server]`, installed by
+//! scripts/test in a virtualenv under target/peers) on 127.0.0.1 with a free port, stopped when
+//! dropped. Its request log counts requests by method, so a test can prove a dry run wrote
+//! nothing by what the server saw, not by trusting the code path.
+
+use std::collections::BTreeMap;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use regsweep::digest::Digest;
+use regsweep::storage::s3_client::{Client, Settings};
+
+/// moto accepts any credentials; these are what the tests sign with.
+pub use super::registry::{S3_KEY as KEY, S3_SECRET as SECRET};
+
+/// The moto server to run: `REGSWEEP_MOTO_SERVER`, the virtualenv scripts/test makes, or
+/// `moto_server` on the PATH.
+pub fn moto_server() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("REGSWEEP_MOTO_SERVER") {
+        return Some(PathBuf::from(p));
+    }
+    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/peers/moto/bin/moto_server");
+    if venv.exists() {
+        return Some(venv);
+    }
+    Command::new("moto_server")
+        .arg("--help")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+        .then(|| PathBuf::from("moto_server"))
+}
+
+/// Whether the S3 peer can run. Under CI a missing peer is a failure, never a skip.
+pub fn available() -> bool {
+    let found = moto_server().is_some();
+    if !found && std::env::var_os("CI").is_some() {
+        panic!("moto_server is not installed and CI is set: run scripts/test, which installs it");
+    }
+    if !found {
+        eprintln!("skipped: moto_server is not installed (scripts/test installs it)");
+    }
+    found
+}
+
+pub struct Moto {
+    child: Child,
+    pub port: u16,
+    log: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Moto {
+    pub fn start() -> Moto {
+        let exe = moto_server().expect("moto_server");
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("moto.log");
+        for _ in 0..5 {
+            let port = TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .map(|a| a.port())
+                .unwrap();
+            let out = std::fs::File::create(&log).unwrap();
+            let child = Command::new(&exe)
+                .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+                .stdin(Stdio::null())
+                .stdout(out.try_clone().unwrap())
+                .stderr(out)
+                .spawn()
+                .expect("start moto_server");
+            let mut moto = Moto {
+                child,
+                port,
+                log: log.clone(),
+                _dir: tempfile::tempdir().unwrap(),
+            };
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = moto.child.try_wait() {
+                    break;
+                }
+                if ureq::get(&format!("{}/", moto.endpoint()))
+                    .timeout(Duration::from_secs(2))
+                    .call()
+                    .is_ok()
+                {
+                    moto._dir = dir;
+                    return moto;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            let _ = moto.child.kill();
+            let _ = moto.child.wait();
+        }
+        panic!(
+            "moto_server did not come up: {}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    pub fn client(&self, bucket: &str) -> Client {
+        Client::new(
+            Settings {
+                endpoint: self.endpoint().parse().unwrap(),
+                region: "us-east-1".into(),
+                bucket: bucket.into(),
+                path_style: true,
+                credentials: Some(rusty_s3::Credentials::new(KEY, SECRET)),
+            },
+            None,
+        )
+        .unwrap()
+    }
+
+    pub fn create_bucket(&self, bucket: &str) -> Client {
+        let c = self.client(bucket);
+        c.create_bucket().expect("create bucket");
+        c
+    }
+
+    /// Requests the server has answered so far, by method (from its access log).
+    pub fn requests(&self) -> BTreeMap<String, usize> {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let mut out = BTreeMap::new();
+        for line in text.lines() {
+            // 127.0.0.1 - - [date] "GET /bucket?list-type=2 HTTP/1.1" 200 -
+            let Some(request) = line.split('"').nth(1) else {
+                continue;
+            };
+            let method: String = request
+                .split_whitespace()
+                .next()
+                .unwrap_or("")
+                .chars()
+                .filter(|c| c.is_ascii_uppercase())
+                .collect();
+            if !method.is_empty() {
+                *out.entry(method).or_default() += 1;
+            }
+        }
+        out
+    }
+
+    /// Requests that could write (PUT, POST, DELETE, COPY is a PUT) since `before`.
+    pub fn writes_since(&self, before: &BTreeMap<String, usize>) -> usize {
+        let now = self.requests();
+        ["PUT", "POST", "DELETE", "PATCH"]
+            .iter()
+            .map(|m| now.get(*m).unwrap_or(&0) - before.get(*m).unwrap_or(&0))
+            .sum()
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The blob digests with a `data` object under `prefix` in the bucket.
+pub fn blobs_in(c: &Client, prefix: &str) -> std::collections::BTreeSet<Digest> {
+    let dir = format!("{}/docker/registry/v2/blobs/", prefix.trim_matches('/'));
+    let mut out = std::collections::BTreeSet::new();
+    let mut token = None;
+    loop {
+        let page = c.list_page(&dir, None, token.as_deref()).expect("list");
+        for o in page.objects {
+            let rest = &o.key[dir.len()..];
+            let parts: Vec<&str> = rest.split('/').collect();
+            if parts.len() == 4 && parts[3] == "data" {
+                if let Ok(d) = format!("{}:{}", parts[0], parts[2]).parse() {
+                    out.insert(d);
+                }
+            }
+        }
+        match page.next {
+            Some(t) => token = Some(t),
+            None => return out,
+        }
+    }
+}
