@@ -221,10 +221,6 @@ pub fn collect(storage: &dyn Storage, options: &GcOptions) -> GcReport {
 /// A killed run may have left dead blobs in the trash: a real run puts them all back first and
 /// lets this run decide afresh; a dry run cannot, and says so. Returns how many came back.
 fn recover(storage: &dyn Storage, dry_run: bool, diagnostics: &mut Diagnostics) -> usize {
-    if !storage.can_rename() {
-        // No rename, no trash.
-        return 0;
-    }
     if !dry_run {
         let (restored, problems) = sweep::recover_trash(storage);
         diagnostics.errors.extend(problems);

@@ -175,11 +175,7 @@ pub fn sweep(
         return outcome;
     }
 
-    if storage.can_rename() {
-        sweep_blobs_through_trash(storage, plan, done, last_look, &mut outcome);
-    } else {
-        sweep_blobs_after_last_look(storage, plan, done, last_look, &mut outcome);
-    }
+    sweep_blobs_through_trash(storage, plan, done, last_look, &mut outcome);
 
     // A shard only goes if it is empty now: a blob pushed into it meanwhile keeps it.
     for shard in &plan.shards {
@@ -205,7 +201,7 @@ pub fn sweep(
     outcome
 }
 
-/// Dead blobs on a storage that can rename: to the trash, a last look (on a view in which
+/// Dead blobs: to the trash, a last look (on a view in which
 /// trashed blobs are still readable), back what is live, then delete the rest. If the last look
 /// has errors, every blob is put back.
 fn sweep_blobs_through_trash(
@@ -216,18 +212,35 @@ fn sweep_blobs_through_trash(
     outcome: &mut Outcome,
 ) {
     let trash = blob_trash(storage);
-    let (trashed, failed) = run_step(&plan.blobs, done, |b| {
-        let from = layout::blob_dir(&b.digest);
-        match storage.rename(&from, &layout::trash_entry(trash, &b.digest)) {
-            Ok(()) => Ok(()),
+    let pairs: Vec<(String, String)> = plan
+        .blobs
+        .iter()
+        .map(|b| {
+            (
+                layout::blob_dir(&b.digest),
+                layout::trash_entry(trash, &b.digest),
+            )
+        })
+        .collect();
+    let mut trashed = Vec::with_capacity(plan.blobs.len());
+    let mut failed = Vec::new();
+    for ((b, (from, _)), result) in plan
+        .blobs
+        .iter()
+        .zip(&pairs)
+        .zip(storage.rename_many(&pairs))
+    {
+        match result {
+            Ok(()) => trashed.push(b.clone()),
             // Someone (an earlier, interrupted run) already removed it.
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(vec![Problem::new(
-                storage.display(&from),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => trashed.push(b.clone()),
+            Err(e) => failed.push(Problem::new(
+                storage.display(from),
                 format!("cannot move to the trash: {e}"),
-            )]),
+            )),
         }
-    });
+    }
+    done.fetch_add(plan.blobs.len() as u64, Ordering::Relaxed);
     outcome.failures.extend(failed);
     let candidates: HashSet<Digest> = trashed.iter().map(|b| b.digest.clone()).collect();
     let look = if candidates.is_empty() {
@@ -248,45 +261,25 @@ fn sweep_blobs_through_trash(
     outcome.diagnostics.merge(look.diagnostics);
     // Removed in place: a trash entry half-removed by a kill is put back by the next run as a
     // blob directory without data, which the registry counts as absent and gc sweeps.
-    let (blobs, failed) = run_step(&gone, &AtomicU64::new(0), |b| {
-        let entry = layout::trash_entry(trash, &b.digest);
-        storage.remove_all(&entry).map_err(|e| {
-            vec![Problem::new(
-                storage.display(&entry),
-                format!("cannot delete: {e}"),
-            )]
-        })
-    });
-    outcome.blobs = blobs;
-    outcome.failures.extend(failed);
-}
-
-/// Dead blobs on a storage without rename (object storage): no trash. The last look runs on
-/// the storage as it is, right before the blobs go, and what it finds live stays; if it has
-/// errors, nothing goes. A push that reuses a dead blob after that look and before its
-/// deletion can still lose it: read-only mode closes that window (see README).
-fn sweep_blobs_after_last_look(
-    storage: &dyn Storage,
-    plan: &Plan,
-    done: &AtomicU64,
-    last_look: impl FnOnce(&dyn Storage, &HashSet<Digest>) -> Look,
-    outcome: &mut Outcome,
-) {
-    let candidates: HashSet<Digest> = plan.blobs.iter().map(|b| b.digest.clone()).collect();
-    let look = if candidates.is_empty() {
-        Look::default()
-    } else {
-        last_look(storage, &candidates)
-    };
-    let keep_all = !look.diagnostics.errors.is_empty();
-    let (kept, gone): (Vec<BlobDeletion>, Vec<BlobDeletion>) = plan
-        .blobs
+    let keys: Vec<String> = gone
         .iter()
-        .cloned()
-        .partition(|b| keep_all || look.live_blobs.contains(&b.digest));
-    outcome.rescued_blobs = kept.len();
-    outcome.diagnostics.merge(look.diagnostics);
-    let (blobs, failed) = remove_each(storage, &gone, done, |b| layout::blob_dir(&b.digest));
+        .map(|b| layout::trash_entry(trash, &b.digest))
+        .collect();
+    let mut blobs = Vec::with_capacity(gone.len());
+    let mut failed = Vec::new();
+    for ((b, key), result) in gone
+        .into_iter()
+        .zip(&keys)
+        .zip(storage.remove_in_place(&keys))
+    {
+        match result {
+            Ok(()) => blobs.push(b),
+            Err(e) => failed.push(Problem::new(
+                storage.display(key),
+                format!("cannot delete: {e}"),
+            )),
+        }
+    }
     outcome.blobs = blobs;
     outcome.failures.extend(failed);
 }

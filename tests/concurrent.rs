@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use regsweep::digest::{Algorithm, Digest};
 use regsweep::synth::Preset;
-use support::images::{layer, push_image, Format, OCI_MANIFEST};
-use support::registry::{server_available, Client, Registry};
+use support::images::{push_image, push_with_retry, Format};
+use support::registry::{server_available, Registry};
 use support::tree::{age_tree, blobs_on_disk, regsweep};
 
 /// Enough repositories that a run takes long enough to push into the middle of it.
@@ -21,55 +21,6 @@ const PRESET: Preset = Preset {
     tags: 10,
     layers: 5,
 };
-
-/// Push an image like `push_image` does, but retry when the registry refuses the manifest
-/// (a blob it needs was moved to the trash between upload and manifest): what a client does.
-fn push_with_retry(c: &Client, repo: &str, seeds: &[&str]) -> (Digest, Vec<Digest>) {
-    for _ in 0..20 {
-        let mut blobs = Vec::new();
-        let mut layers = Vec::new();
-        for seed in seeds {
-            let content = layer(seed);
-            let d = c.push_blob(repo, &content);
-            layers.push(serde_json::json!({
-                "mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
-                "digest": d.to_string(), "size": content.len()}));
-            blobs.push(d);
-        }
-        let config = serde_json::to_vec(&serde_json::json!({
-            "architecture": "amd64", "os": "linux",
-            "config": {"Labels": {"regsweep.seed": seeds.join(",")}},
-            "rootfs": {"type": "layers", "diff_ids": []},
-        }))
-        .unwrap();
-        let config_digest = c.push_blob(repo, &config);
-        blobs.insert(0, config_digest.clone());
-        let manifest = serde_json::to_vec(&serde_json::json!({
-            "schemaVersion": 2,
-            "mediaType": OCI_MANIFEST,
-            "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
-                       "digest": config_digest.to_string(), "size": config.len()},
-            "layers": layers,
-        }))
-        .unwrap();
-        let (status, body) = c.try_put_manifest(repo, "latest", OCI_MANIFEST, &manifest);
-        match status {
-            201 => return (Digest::of(Algorithm::Sha256, &manifest), blobs),
-            400 => {
-                eprintln!(
-                    "push to {repo} refused, retrying: {}",
-                    String::from_utf8_lossy(&body)
-                );
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            other => panic!(
-                "PUT manifest {repo}: {other} {}",
-                String::from_utf8_lossy(&body)
-            ),
-        }
-    }
-    panic!("push to {repo} kept failing");
-}
 
 #[test]
 fn pushes_reusing_dead_blobs_during_a_run_are_never_broken() {

@@ -96,10 +96,6 @@ impl Storage for Hiding<'_> {
         keys.iter().map(|k| Err(read_only(k))).collect()
     }
 
-    fn can_rename(&self) -> bool {
-        self.inner.can_rename()
-    }
-
     fn refresh(&self, prefix: &str) -> io::Result<()> {
         self.inner.refresh(prefix)
     }

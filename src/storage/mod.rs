@@ -135,10 +135,17 @@ pub trait Storage: Sync + Send {
         keys.par_iter().map(|k| self.remove_all(k)).collect()
     }
 
-    /// Whether [`Storage::rename`] works. Object storage has no rename: the sweep then deletes
-    /// dead blobs right after its last look instead of parking them in a trash.
-    fn can_rename(&self) -> bool {
-        true
+    /// Move each `(from, to)` pair as [`Storage::rename`] does. Results in the order of
+    /// `pairs`. Backends batch what they can (object storage: the copies at once, then the
+    /// sources deleted 1,000 a request).
+    fn rename_many(&self, pairs: &[(String, String)]) -> Vec<io::Result<()>> {
+        pairs.par_iter().map(|(a, b)| self.rename(a, b)).collect()
+    }
+
+    /// Remove each key and everything below it, in place, for what nobody reads any more (a
+    /// trash entry). Results in the order of `keys`; batched where the backend can.
+    fn remove_in_place(&self, keys: &[String]) -> Vec<io::Result<()>> {
+        keys.par_iter().map(|k| self.remove_all(k)).collect()
     }
 
     /// Read what is below `prefix` afresh. A backend that lists ahead (object storage) must

@@ -15,7 +15,10 @@
 //!   An ETag that is not a plain MD5 (multipart, encrypted) proves nothing: the link is read.
 //! - Manifests are read through the local [`ManifestCache`]; a key the listing does not hold
 //!   is absent whatever the cache says.
-//! - Deletes go 1,000 keys a request (DeleteObjects); there is no rename, so no trash.
+//! - Deletes go 1,000 keys a request (DeleteObjects). There is no rename: a move into the trash
+//!   is a server-side copy (CopyObject, at most 5 GiB an object) and the sources deleted in
+//!   batches. Killed between the two, both copies exist; the next run keeps the blob and drops
+//!   the trash copy.
 //! - The run lock is an object created with a conditional PUT (`If-None-Match: *`), holding
 //!   its holder and expiry.
 
@@ -391,6 +394,36 @@ impl S3Storage {
         out
     }
 
+    /// Delete keys (relative), 1,000 a request, the requests at once; drop the deleted ones from
+    /// the index. Returns the keys that could not be deleted, with why.
+    fn delete_keys(&self, keys: &[String]) -> HashMap<String, String> {
+        let failed: HashMap<String, String> = keys
+            .par_chunks(DELETE_BATCH)
+            .flat_map_iter(|batch| {
+                let full: Vec<String> = batch.iter().map(|k| self.full(k)).collect();
+                match self.client.delete_batch(&full) {
+                    Ok(errors) => {
+                        let by_key: HashMap<String, String> = errors.into_iter().collect();
+                        batch
+                            .iter()
+                            .zip(&full)
+                            .filter_map(|(k, f)| by_key.get(f).map(|e| (k.clone(), e.clone())))
+                            .collect::<Vec<_>>()
+                    }
+                    Err(e) => batch.iter().map(|k| (k.clone(), e.to_string())).collect(),
+                }
+            })
+            .collect();
+        if let Ok(mut index) = self.index.write() {
+            for k in keys {
+                if !failed.contains_key(k) {
+                    index.remove(k);
+                }
+            }
+        }
+        failed
+    }
+
     fn dir_meta(&self, key: &str) -> Option<Meta> {
         let index = self.index.read().ok()?;
         let dir = format!("{key}/");
@@ -503,39 +536,19 @@ impl Storage for S3Storage {
     }
 
     fn remove_trees(&self, keys: &[String]) -> Vec<io::Result<()>> {
-        // Every object of every tree, then 1,000 a request, the requests at once.
+        // Every object of every tree, deleted 1,000 a request, the requests at once.
         let objects: Vec<(usize, String)> = keys
             .iter()
             .enumerate()
             .flat_map(|(i, k)| self.tree(k).into_iter().map(move |o| (i, o)))
             .collect();
-        let failed: Vec<(usize, String)> = objects
-            .par_chunks(DELETE_BATCH)
-            .flat_map_iter(|batch| {
-                let full: Vec<String> = batch.iter().map(|(_, k)| self.full(k)).collect();
-                match self.client.delete_batch(&full) {
-                    Ok(errors) => {
-                        let by_key: HashMap<String, String> = errors.into_iter().collect();
-                        batch
-                            .iter()
-                            .zip(&full)
-                            .filter_map(|((i, _), f)| by_key.get(f).map(|e| (*i, e.clone())))
-                            .collect::<Vec<_>>()
-                    }
-                    Err(e) => batch.iter().map(|(i, _)| (*i, e.to_string())).collect(),
-                }
-            })
-            .collect();
+        let all: Vec<String> = objects.iter().map(|(_, k)| k.clone()).collect();
+        let failed = self.delete_keys(&all);
         let mut results: Vec<io::Result<()>> = keys.iter().map(|_| Ok(())).collect();
-        for (i, e) in failed {
-            if results[i].is_ok() {
-                results[i] = Err(io::Error::other(e));
-            }
-        }
-        if let Ok(mut index) = self.index.write() {
-            for (i, k) in &objects {
+        for (i, k) in &objects {
+            if let Some(e) = failed.get(k) {
                 if results[*i].is_ok() {
-                    index.remove(k);
+                    results[*i] = Err(io::Error::other(e.clone()));
                 }
             }
         }
@@ -557,15 +570,82 @@ impl Storage for S3Storage {
         self.client.get_chunks(&self.full(key), f)
     }
 
-    fn rename(&self, from: &str, _to: &str) -> io::Result<()> {
-        Err(io::Error::new(
-            io::ErrorKind::Unsupported,
-            format!("{}: object storage has no rename", self.display(from)),
-        ))
+    fn rename(&self, from: &str, to: &str) -> io::Result<()> {
+        self.rename_many(&[(from.to_string(), to.to_string())])
+            .pop()
+            .unwrap_or(Ok(()))
     }
 
-    fn can_rename(&self) -> bool {
-        false
+    fn rename_many(&self, pairs: &[(String, String)]) -> Vec<io::Result<()>> {
+        // Copy every object of every pair at once; then delete the sources of the pairs whose
+        // copies all succeeded, 1,000 a request.
+        let copied: Vec<io::Result<Vec<(String, String, Object)>>> = pairs
+            .par_iter()
+            .map(|(from, to)| {
+                let objects = self.tree(from);
+                if objects.is_empty() {
+                    return Err(io::Error::new(io::ErrorKind::NotFound, "no such key"));
+                }
+                if !self.tree(to).is_empty() {
+                    return Err(io::Error::new(
+                        io::ErrorKind::AlreadyExists,
+                        format!("{} already exists", self.display(to)),
+                    ));
+                }
+                let mut moved = Vec::with_capacity(objects.len());
+                for key in objects {
+                    let obj = self
+                        .object(&key)
+                        .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no such key"))?;
+                    let dest = format!("{to}{}", &key[from.len()..]);
+                    self.client.copy(&self.full(&key), &self.full(&dest))?;
+                    moved.push((key, dest, obj));
+                }
+                Ok(moved)
+            })
+            .collect();
+        let sources: Vec<String> = copied
+            .iter()
+            .flatten()
+            .flat_map(|m| m.iter().map(|(k, _, _)| k.clone()))
+            .collect();
+        let failed: HashMap<String, String> = self.delete_keys(&sources);
+        let now = crate::discover::epoch_seconds(SystemTime::now()).max(0) as u64;
+        let mut index = match self.index.write() {
+            Ok(index) => index,
+            Err(_) => {
+                return pairs
+                    .iter()
+                    .map(|_| Err(io::Error::other("index poisoned")))
+                    .collect()
+            }
+        };
+        copied
+            .into_iter()
+            .map(|r| {
+                let moved = r?;
+                for (key, dest, obj) in &moved {
+                    index.insert(
+                        dest.clone(),
+                        Object {
+                            modified: now,
+                            ..*obj
+                        },
+                    );
+                    if let Some(e) = failed.get(key) {
+                        return Err(io::Error::other(format!(
+                            "copied to the trash, but the original could not be deleted: {e}"
+                        )));
+                    }
+                    index.remove(key);
+                }
+                Ok(())
+            })
+            .collect()
+    }
+
+    fn remove_in_place(&self, keys: &[String]) -> Vec<io::Result<()>> {
+        self.remove_trees(keys)
     }
 
     fn refresh(&self, prefix: &str) -> io::Result<()> {

@@ -367,6 +367,38 @@ impl Client {
         }
     }
 
+    /// Copy an object within the bucket, server-side (CopyObject: at most 5 GiB).
+    pub fn copy(&self, from: &str, to: &str) -> io::Result<()> {
+        let what = format!("{} -> {}", self.name(from), self.name(to));
+        let creds = self.settings.credentials.as_ref();
+        let source = format!(
+            "/{}/{}",
+            self.settings.bucket,
+            url::form_urlencoded::byte_serialize(from.as_bytes())
+                .collect::<String>()
+                .replace("%2F", "/")
+        );
+        let response = self.send(Kind::Put, &what, || {
+            let mut action = self.bucket.put_object(creds, to);
+            // x-amz-* headers must be signed.
+            action
+                .headers_mut()
+                .insert("x-amz-copy-source", source.clone());
+            (
+                self.agent
+                    .put(action.sign(SIGNED_FOR).as_str())
+                    .set("x-amz-copy-source", &source),
+                Some(Vec::new()),
+            )
+        })?;
+        // A copy can fail after its 200 status: the error is then in the body.
+        let body = response.into_string().unwrap_or_default();
+        if body.contains("<Error>") {
+            return Err(status_error(500, &body, &what));
+        }
+        Ok(())
+    }
+
     /// Delete one key (a missing key is success, as in S3).
     pub fn delete(&self, key: &str) -> io::Result<()> {
         let what = self.name(key);
