@@ -121,6 +121,7 @@ fn phases(c: &mut Criterion) {
                     progress: false,
                     uploads_older_than: Some(regsweep::DEFAULT_UPLOADS_OLDER_THAN),
                     empty_repositories: false,
+                    unreferenced: None,
                 },
             )
             .expect("gc")

@@ -76,6 +76,9 @@ pub struct CheckReport {
     pub root_source: String,
     pub verify: bool,
     pub summary: CheckSummary,
+    /// Requests sent, by kind (object storage only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requests: Option<crate::storage::Requests>,
     pub problems: Vec<CheckProblem>,
 }
 
@@ -123,7 +126,8 @@ impl CheckReport {
                 writeln!(out, ": {}", p.message)?;
             }
         }
-        writeln!(out, "Took {:.2}s.", s.elapsed_seconds)
+        writeln!(out, "Took {:.2}s.", s.elapsed_seconds)?;
+        crate::report::write_requests(&mut out, self.requests.as_ref())
     }
 }
 
@@ -624,6 +628,7 @@ pub fn check(storage: &dyn Storage, options: Options) -> CheckReport {
         root_source: String::new(),
         verify: options.verify,
         summary,
+        requests: storage.requests(),
         problems,
     }
 }

@@ -277,6 +277,41 @@ pub struct HousekeepingArgs {
     /// they leave the registry's catalog.
     #[arg(long)]
     pub empty_repositories: bool,
+
+    /// Delete a blob, manifest, layer link or empty repository only once every real run has
+    /// seen it unreferenced for this long (e.g. 24h): a window to undo a mistake.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub unreferenced_for: Option<Duration>,
+
+    /// With --unreferenced-for: where its state lives (default: beside the registry's data,
+    /// docker/registry/v2/.regsweep-unreferenced, in the bucket on object storage).
+    #[arg(long, value_name = "PATH", requires = "unreferenced_for")]
+    pub state: Option<PathBuf>,
+
+    /// With --unreferenced-for: start the state over (after a damaged state file).
+    #[arg(long, requires = "unreferenced_for")]
+    pub reset_state: bool,
+}
+
+impl HousekeepingArgs {
+    /// The `--unreferenced-for` rule, if asked for.
+    pub fn unreferenced(&self) -> Option<regsweep::Unreferenced> {
+        let window = self.unreferenced_for?;
+        // A test hook: the rule's clock (RFC 3339).
+        let now = std::env::var("REGSWEEP_TEST_NOW")
+            .ok()
+            .and_then(|t| humantime::parse_rfc3339_weak(&t).ok())
+            .unwrap_or_else(std::time::SystemTime::now);
+        Some(regsweep::Unreferenced {
+            window,
+            state: match &self.state {
+                Some(path) => regsweep::StateAt::File(path.clone()),
+                None => regsweep::StateAt::Storage(regsweep::layout::UNREFERENCED_STATE.into()),
+            },
+            reset: self.reset_state,
+            now,
+        })
+    }
 }
 
 #[cfg(test)]

@@ -21,6 +21,7 @@ use crate::recheck;
 use crate::report::{Deleted, GcReport, Summary, REPORT_VERSION};
 use crate::storage::Storage;
 use crate::sweep;
+use crate::unreferenced;
 
 #[derive(Debug, Clone)]
 pub struct GcOptions {
@@ -39,6 +40,28 @@ pub struct GcOptions {
     pub uploads_older_than: Option<Duration>,
     /// Remove repositories the run leaves with nothing in them.
     pub empty_repositories: bool,
+    /// Delete only what every real run has seen unreferenced for this long (`--unreferenced-for`).
+    pub unreferenced: Option<Unreferenced>,
+}
+
+/// Where the `--unreferenced-for` state lives.
+#[derive(Debug, Clone)]
+pub enum StateAt {
+    /// A key of the storage (the default: beside the registry's data, so it travels with it,
+    /// is shared by every host that collects it, and is covered by the run lock).
+    Storage(String),
+    /// A local file (`--state PATH`).
+    File(std::path::PathBuf),
+}
+
+#[derive(Debug, Clone)]
+pub struct Unreferenced {
+    pub window: Duration,
+    pub state: StateAt,
+    /// Start the state over (`--reset-state`).
+    pub reset: bool,
+    /// The rule's clock (tests may set it: `REGSWEEP_TEST_NOW`).
+    pub now: SystemTime,
 }
 
 /// The age after which an upload is abandoned when `--uploads-older-than` is not given: the
@@ -175,11 +198,27 @@ pub fn collect(storage: &dyn Storage, options: &GcOptions) -> GcReport {
     let mut diagnostics = Diagnostics::default();
     let restored_from_trash = recover(storage, options.dry_run, &mut diagnostics);
     let mut plan = mark_and_plan(storage, &run, options.progress, &mut diagnostics);
+    let applied = match &options.unreferenced {
+        Some(rule) if !plan.refused => Some(apply_unreferenced(
+            storage,
+            &mut plan,
+            rule,
+            &mut diagnostics,
+        )),
+        _ => None,
+    };
     let (deleted, failures, rescued) = if options.dry_run {
         (plan.take_deleted(), Vec::new(), (0, 0, 0))
     } else {
         execute(storage, &mut plan, &run, options, &mut diagnostics)
     };
+    let mut waiting = Vec::new();
+    if let (Some(rule), Some(applied)) = (&options.unreferenced, applied) {
+        if !options.dry_run {
+            write_state(storage, rule, applied.state, &deleted, &mut diagnostics);
+        }
+        waiting = applied.waiting;
+    }
     diagnostics.sort();
 
     let summary = Summary {
@@ -215,6 +254,108 @@ pub fn collect(storage: &dyn Storage, options: &GcOptions) -> GcReport {
         warnings: diagnostics.warnings,
         errors,
         requests: storage.requests(),
+        unreferenced_for_seconds: options.unreferenced.as_ref().map(|u| u.window.as_secs()),
+        waiting,
+    }
+}
+
+fn state_name(storage: &dyn Storage, at: &StateAt) -> String {
+    match at {
+        StateAt::Storage(key) => storage.display(key),
+        StateAt::File(path) => path.display().to_string(),
+    }
+}
+
+/// Read the previous state and keep in the plan only what the rule lets go. A missing state
+/// is a first run (said as a warning); an unreadable one protects everything (an error).
+fn apply_unreferenced(
+    storage: &dyn Storage,
+    plan: &mut Plan,
+    rule: &Unreferenced,
+    diagnostics: &mut Diagnostics,
+) -> unreferenced::Applied {
+    let name = state_name(storage, &rule.state);
+    let previous = if rule.reset {
+        Ok(None)
+    } else {
+        let mut buf = Vec::new();
+        let read = match &rule.state {
+            StateAt::Storage(key) => storage.read_into(key, 1 << 32, &mut buf).map(|_| ()),
+            StateAt::File(path) => std::fs::read(path).map(|b| buf = b),
+        };
+        match read {
+            Ok(()) => unreferenced::State::decode(&buf).map(Some),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e.to_string()),
+        }
+    };
+    match previous {
+        Ok(Some(state)) => unreferenced::apply(plan, Some(&state), rule.now, rule.window),
+        Ok(None) => {
+            diagnostics.warn(
+                name,
+                "no state of earlier runs (first run, or --reset-state): everything unreferenced \
+                 is seen for the first time, and nothing is deleted by --unreferenced-for yet",
+            );
+            unreferenced::apply(
+                plan,
+                Some(&unreferenced::State::default()),
+                rule.now,
+                rule.window,
+            )
+        }
+        Err(e) => {
+            diagnostics.error(
+                name,
+                format!(
+                    "cannot read the --unreferenced-for state ({e}): nothing it protects is \
+                     deleted; --reset-state starts it over"
+                ),
+            );
+            unreferenced::apply(plan, None, rule.now, rule.window)
+        }
+    }
+}
+
+/// After a real run: the state of this run's candidates, less what it deleted, written
+/// atomically.
+fn write_state(
+    storage: &dyn Storage,
+    rule: &Unreferenced,
+    mut state: unreferenced::State,
+    deleted: &Deleted,
+    diagnostics: &mut Diagnostics,
+) {
+    use unreferenced::Candidate;
+    for b in &deleted.blobs {
+        state.first_seen.remove(&Candidate::Blob(b.digest.clone()));
+    }
+    for m in &deleted.manifests {
+        state
+            .first_seen
+            .remove(&Candidate::Manifest(m.repository.clone(), m.digest.clone()));
+    }
+    for l in &deleted.layer_links {
+        state.first_seen.remove(&Candidate::LayerLink(
+            l.repository.clone(),
+            l.digest.clone(),
+        ));
+    }
+    for r in &deleted.repositories {
+        state
+            .first_seen
+            .remove(&Candidate::Repository(r.name.clone()));
+    }
+    let bytes = state.encode();
+    let written = match &rule.state {
+        StateAt::Storage(key) => storage.write_atomic(key, &bytes),
+        StateAt::File(path) => crate::storage::fs::write_file_atomically(path, &bytes),
+    };
+    if let Err(e) = written {
+        diagnostics.error(
+            state_name(storage, &rule.state),
+            format!("cannot write the --unreferenced-for state: {e}; the previous one stands"),
+        );
     }
 }
 

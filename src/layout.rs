@@ -177,6 +177,10 @@ pub fn trash_entry(trash: &str, digest: &Digest) -> String {
     format!("{trash}/{}-{}", digest.algorithm(), digest.hex())
 }
 
+/// Where `--unreferenced-for` keeps, between runs, when each candidate was first seen
+/// unreferenced (unless `--state PATH`).
+pub const UNREFERENCED_STATE: &str = "docker/registry/v2/.regsweep-unreferenced";
+
 /// Where regsweep keeps its lock: beside `blobs/` and `repositories/`, where the registry
 /// never looks.
 pub const LOCK_FILE: &str = "docker/registry/v2/.regsweep.lock";

@@ -31,13 +31,15 @@ pub mod storage;
 pub mod sweep;
 pub mod synth;
 pub mod target;
+pub mod unreferenced;
 pub mod usage;
 
 use std::time::Duration;
 
 pub use apply::{edit, EditOptions, Selector};
 pub use collect::{
-    collect, cutoff, gc, read_and_mark_all, GcOptions, RepoLiveness, DEFAULT_UPLOADS_OLDER_THAN,
+    collect, cutoff, gc, read_and_mark_all, GcOptions, RepoLiveness, StateAt, Unreferenced,
+    DEFAULT_UPLOADS_OLDER_THAN,
 };
 
 /// Worker threads when `--jobs` is not given: 32 per core, between 16 and 128. Nearly all

@@ -157,6 +157,7 @@ fn run_gc(args: cli::GcArgs) -> ExitCode {
         progress: !args.quiet && io::stderr().is_terminal(),
         uploads_older_than: args.housekeeping.uploads_older_than.0,
         empty_repositories: args.housekeeping.empty_repositories,
+        unreferenced: args.housekeeping.unreferenced(),
     };
     match gc(opened.storage.as_ref(), &options) {
         Ok(report) => finish(report, &opened, json, args.quiet, args.verbose),
@@ -178,6 +179,7 @@ fn edit_options(args: &cli::EditArgs) -> EditOptions {
             progress: !args.quiet && io::stderr().is_terminal(),
             uploads_older_than: args.housekeeping.uploads_older_than.0,
             empty_repositories: args.housekeeping.empty_repositories,
+            unreferenced: args.housekeeping.unreferenced(),
         }),
     }
 }

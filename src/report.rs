@@ -20,6 +20,26 @@ pub fn write_json(report: &impl Serialize, mut out: impl Write) -> io::Result<()
     writeln!(out)
 }
 
+/// On object storage, the requests a run sent, by kind.
+pub fn write_requests(
+    mut out: impl Write,
+    requests: Option<&crate::storage::Requests>,
+) -> io::Result<()> {
+    let Some(r) = requests else { return Ok(()) };
+    writeln!(
+        out,
+        "Requests: {} ({} list, {} get, {} head, {} delete, {} put; {} retried); {} manifests from the cache",
+        r.total(),
+        r.list,
+        r.get,
+        r.head,
+        r.delete,
+        r.put,
+        r.retries,
+        r.cached
+    )
+}
+
 /// The line under a report's title that says why this root was chosen.
 pub fn write_root_source(mut out: impl Write, source: &str) -> io::Result<()> {
     if source.is_empty() {
@@ -98,6 +118,12 @@ pub struct GcReport {
     /// Requests sent, by kind (object storage only; absent on a filesystem).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub requests: Option<crate::storage::Requests>,
+    /// `--unreferenced-for`, when given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unreferenced_for_seconds: Option<u64>,
+    /// What `--unreferenced-for` kept: unreferenced, but not yet for long enough.
+    #[serde(default)]
+    pub waiting: Vec<crate::unreferenced::Waiting>,
 }
 
 impl GcReport {
@@ -186,6 +212,22 @@ impl GcReport {
                 c.too_young_layer_links
             )?;
         }
+        if let Some(window) = self.unreferenced_for_seconds {
+            if !self.waiting.is_empty() {
+                let count = |k: &str| self.waiting.iter().filter(|w| w.kind == k).count();
+                let first = self.waiting.iter().map(|w| w.eligible_at.as_str()).min();
+                writeln!(
+                    out,
+                    "Waiting (unreferenced for less than {}): {} blobs, {} manifests, {} layer links, {} repositories; the first may go at {}",
+                    age(window),
+                    count("blob"),
+                    count("manifest"),
+                    count("layer_link"),
+                    count("repository"),
+                    first.unwrap_or("-")
+                )?;
+            }
+        }
         let rescued = s.rescued_manifests + s.rescued_layer_links + s.rescued_blobs;
         if rescued > 0 {
             writeln!(
@@ -216,6 +258,7 @@ impl GcReport {
         }
         writeln!(out)?;
         writeln!(out, "Took {:.2}s.", s.elapsed_seconds)?;
+        write_requests(&mut out, self.requests.as_ref())?;
         let deleted_anything =
             s.deleted_blobs + s.deleted_manifests + s.deleted_layer_links + s.deleted_repositories
                 > 0;
@@ -456,6 +499,8 @@ mod tests {
             warnings: vec![],
             errors: vec![],
             requests: None,
+            unreferenced_for_seconds: None,
+            waiting: vec![],
         };
         assert_eq!(r.exit_code(), 0);
         r.warnings.push(Problem::new("/x", "odd"));

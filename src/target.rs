@@ -590,6 +590,68 @@ mod tests {
     }
 
     #[test]
+    fn s3_configs_read_as_the_registry_reads_them() {
+        let (_d, p) = config(
+            "version: 0.1\nstorage:\n  s3:\n    accesskey: AK\n    secretkey: SK\n    region: eu-west-1\n    \
+             regionendpoint: minio.local:9000\n    secure: false\n    bucket: reg\n    rootdirectory: /prod/\n",
+        );
+        let r = resolve_with_env(&p, None, env(&[])).unwrap();
+        let Backend::S3 { settings, prefix } = &r.backend else {
+            panic!("not s3: {:?}", r.backend)
+        };
+        assert_eq!(settings.endpoint.as_str(), "http://minio.local:9000/");
+        assert!(settings.path_style, "regionendpoint means path-style");
+        assert_eq!((settings.bucket.as_str(), prefix.as_str()), ("reg", "prod"));
+        assert_eq!(settings.region, "eu-west-1");
+        assert!(!format!("{r:?}").contains("SK"), "a secret in Debug");
+        // The registry's environment overrides apply to the s3 driver too, and the AWS
+        // variables stand in for keys the file does not give.
+        let (_d, p) =
+            config("version: 0.1\nstorage:\n  s3:\n    region: us-east-1\n    bucket: file\n");
+        let r = resolve_with_env(
+            &p,
+            None,
+            env(&[
+                ("REGISTRY_STORAGE_S3_BUCKET", "from-env"),
+                ("AWS_ACCESS_KEY_ID", "AK"),
+                ("AWS_SECRET_ACCESS_KEY", "SK"),
+            ]),
+        )
+        .unwrap();
+        let Backend::S3 { settings, .. } = &r.backend else {
+            panic!()
+        };
+        assert_eq!(settings.bucket, "from-env");
+        assert!(settings.credentials.is_some());
+        assert!(!settings.path_style);
+        assert_eq!(
+            settings.endpoint.as_str(),
+            "https://s3.us-east-1.amazonaws.com/"
+        );
+        assert!(
+            r.source.contains("REGISTRY_STORAGE_S3_BUCKET"),
+            "{}",
+            r.source
+        );
+        // s3:// targets, with an endpoint.
+        let r = resolve_with_env(
+            Path::new("s3://bucket/some/prefix/"),
+            Some("http://127.0.0.1:9000"),
+            env(&[]),
+        )
+        .unwrap();
+        let Backend::S3 { settings, prefix } = &r.backend else {
+            panic!()
+        };
+        assert_eq!(
+            (settings.bucket.as_str(), prefix.as_str()),
+            ("bucket", "some/prefix")
+        );
+        assert!(settings.path_style);
+        assert!(resolve_with_env(Path::new("s3://"), None, env(&[])).is_err());
+    }
+
+    #[test]
     fn configs_the_registry_refuses_are_refused() {
         for (text, says) in [
             (

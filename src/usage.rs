@@ -73,6 +73,9 @@ pub struct UsageReport {
     pub root_source: String,
     pub generated: String,
     pub totals: Totals,
+    /// Requests sent, by kind (object storage only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requests: Option<crate::storage::Requests>,
     /// Sorted by unique bytes, largest first.
     pub repositories: Vec<RepoUsage>,
     pub warnings: Vec<Problem>,
@@ -209,6 +212,7 @@ pub fn usage(storage: &dyn Storage, uploads_older_than: Option<Duration>) -> Usa
                 progress: false,
                 uploads_older_than,
                 empty_repositories: false,
+                unreferenced: None,
             },
         )
     };
@@ -305,6 +309,7 @@ pub fn usage(storage: &dyn Storage, uploads_older_than: Option<Duration>) -> Usa
         generated: humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
         totals,
         repositories,
+        requests: storage.requests(),
         warnings: diagnostics.warnings,
         errors: diagnostics.errors,
     }
@@ -388,7 +393,7 @@ impl UsageReport {
             )?;
         }
         writeln!(out, "(manifests: tagged/untagged; sorted by unique bytes)")?;
-        Ok(())
+        crate::report::write_requests(&mut out, self.requests.as_ref())
     }
 
     pub fn write_csv(&self, mut out: impl Write) -> io::Result<()> {

@@ -147,6 +147,28 @@ impl FsStorage {
     }
 }
 
+/// Write a file whole and atomically: a temporary file beside it, fsync, rename over it, fsync
+/// the directory. Killed at any point, the file holds the old content or the new.
+pub fn write_file_atomically(path: &Path, content: &[u8]) -> io::Result<()> {
+    use std::io::Write;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    fs::create_dir_all(dir)?;
+    let name = path
+        .file_name()
+        .map_or_else(|| "state".into(), |n| n.to_string_lossy().into_owned());
+    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    let mut file = fs::File::create(&tmp)?;
+    file.write_all(content)?;
+    file.sync_all()?;
+    drop(file);
+    // A test hook: die where a kill would hurt most, between writing and renaming.
+    if std::env::var_os("REGSWEEP_TEST_DIE_BEFORE_STATE_RENAME").is_some() {
+        std::process::abort();
+    }
+    fs::rename(&tmp, path)?;
+    fs::File::open(dir)?.sync_all()
+}
+
 /// getdents buffer size: a few hundred entries per system call; a larger directory takes
 /// more calls, not a larger buffer.
 const DIRENT_BUF_BYTES: usize = 32 * 1024;
@@ -374,6 +396,12 @@ impl Storage for FsStorage {
 
     fn remove_trees(&self, keys: &[String]) -> Vec<io::Result<()>> {
         keys.par_iter().map(|k| self.remove_tree(k)).collect()
+    }
+
+    fn write_atomic(&self, key: &str, content: &[u8]) -> io::Result<()> {
+        let path = self.path(key)?;
+        self.check_inside(&path)?;
+        write_file_atomically(&path, content)
     }
 
     fn lock(&self, wait: bool) -> crate::error::Result<LockGuard> {

@@ -154,6 +154,15 @@ pub trait Storage: Sync + Send {
         Ok(())
     }
 
+    /// Replace the content of a small file whole, atomically: a reader sees the old content
+    /// or the new one, never a mix, whenever the process is killed.
+    fn write_atomic(&self, key: &str, _content: &[u8]) -> io::Result<()> {
+        Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            format!("{}: this storage view cannot write", self.display(key)),
+        ))
+    }
+
     /// Take the run lock: one real run per storage at a time, released when the guard drops.
     /// `wait` waits for another holder instead of failing with [`crate::error::Error::Locked`].
     fn lock(&self, _wait: bool) -> crate::error::Result<LockGuard> {

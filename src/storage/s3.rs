@@ -669,6 +669,23 @@ impl Storage for S3Storage {
         Ok(())
     }
 
+    fn write_atomic(&self, key: &str, content: &[u8]) -> io::Result<()> {
+        // One PUT replaces an object whole.
+        self.client.put(&self.full(key), content, false)?;
+        if let Ok(mut index) = self.index.write() {
+            let now = crate::discover::epoch_seconds(SystemTime::now()).max(0) as u64;
+            index.insert(
+                key.to_string(),
+                Object {
+                    size: content.len() as u64,
+                    modified: now,
+                    md5: Some(md5_of(content)),
+                },
+            );
+        }
+        Ok(())
+    }
+
     fn lock(&self, wait: bool) -> Result<LockGuard> {
         ObjectLock::acquire(self.client.clone(), self.full(layout::LOCK_FILE), wait)
             .map(LockGuard::new)

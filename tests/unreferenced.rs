@@ -1,0 +1,208 @@
+//! `--unreferenced-for` (issue 17), with the real registry: a tag deleted through its API keeps
+//! its blobs for a day after, measured from when a run first saw them unreferenced; pushing the
+//! tag again in between keeps them for good; the state survives a kill while it is written,
+//! and a damaged state protects everything until `--reset-state`. The rule's clock is moved
+//! with `REGSWEEP_TEST_NOW` (file times stay real, so `--min-age` still composes).
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::time::{Duration, SystemTime};
+
+use regsweep::digest::Digest;
+use regsweep::report::GcReport;
+use support::images::{push_image, Format};
+use support::registry::{server_available, Registry};
+use support::tree::{age_tree, blobs_on_disk, copy_tree, regsweep, snapshot, v2};
+
+const HOUR: Duration = Duration::from_secs(3600);
+
+fn at(offset: Duration) -> String {
+    humantime::format_rfc3339_seconds(SystemTime::now() + offset).to_string()
+}
+
+/// `gc -m --unreferenced-for 24h --json - ARGS ROOT` with the rule's clock `offset` ahead.
+fn gc(root: &Path, offset: Duration, args: &[&str]) -> (GcReport, i32, String) {
+    let out = regsweep()
+        .args(["gc", "-m", "--unreferenced-for", "24h", "--json", "-"])
+        .args(args)
+        .arg(root)
+        .env("REGSWEEP_TEST_NOW", at(offset))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    let report =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("bad JSON ({e}): {stderr}"));
+    (report, out.status.code().unwrap_or(-1), stderr)
+}
+
+fn deleted(r: &GcReport) -> BTreeSet<Digest> {
+    r.deleted.blobs.iter().map(|b| b.digest.clone()).collect()
+}
+
+#[test]
+fn a_deleted_tag_keeps_its_blobs_for_a_day_unless_pushed_again() {
+    if !server_available() {
+        eprintln!("skipped: docker-registry is not installed (scripts/test installs it)");
+        return;
+    }
+    let root = tempfile::tempdir().unwrap();
+    let server = Registry::start(root.path());
+    let c = server.client();
+    push_image(
+        &c,
+        "app",
+        Some("keep"),
+        Format::Oci,
+        "amd64",
+        &["kept layer"],
+    );
+    let gone = push_image(
+        &c,
+        "app",
+        Some("v1"),
+        Format::Oci,
+        "amd64",
+        &["v1 layer", "v1 other"],
+    );
+    c.delete_manifest("app", &gone.digest);
+    drop(server);
+    age_tree(root.path(), 48 * HOUR);
+    let v1: BTreeSet<Digest> = gone
+        .blobs
+        .iter()
+        .cloned()
+        .chain([gone.digest.clone()])
+        .collect();
+
+    // The first run sees them unreferenced for the first time: nothing goes, all of v1 waits.
+    let (r, code, stderr) = gc(root.path(), Duration::ZERO, &[]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(deleted(&r).is_disjoint(&v1), "deleted on the first sight");
+    assert!(r.deleted.manifests.is_empty());
+    let waiting: BTreeSet<Digest> = r
+        .waiting
+        .iter()
+        .filter(|w| w.kind == "blob")
+        .filter_map(|w| w.digest.clone())
+        .collect();
+    assert!(v1.is_subset(&waiting), "{:?}", r.waiting);
+    assert!(stderr.contains("seen for the first time"), "{stderr}");
+    assert_eq!(r.unreferenced_for_seconds, Some(86400));
+    let state = v2(root.path()).join(".regsweep-unreferenced");
+    assert!(state.is_file());
+    let human = regsweep()
+        .args(["gc", "-d", "-m", "--unreferenced-for", "24h"])
+        .arg(root.path())
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&human.stdout).contains("Waiting (unreferenced for less than"));
+
+    // Branches of the story, each on a copy of the tree as the first run left it.
+    let branch = || {
+        let dir = tempfile::tempdir().unwrap();
+        copy_tree(root.path(), dir.path());
+        age_tree(dir.path(), 48 * HOUR);
+        dir
+    };
+
+    // 25 hours on: a dry run shows them going and writes nothing; the real run deletes them.
+    let later = branch();
+    let snap = snapshot(later.path());
+    let (dry, code, _) = gc(later.path(), 25 * HOUR, &["-d"]);
+    assert_eq!(code, 0);
+    assert!(v1.is_subset(&deleted(&dry)));
+    assert_eq!(snapshot(later.path()), snap, "the dry run wrote");
+    let (real, code, stderr) = gc(later.path(), 25 * HOUR, &[]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(deleted(&real), deleted(&dry));
+    assert!(blobs_on_disk(later.path()).is_disjoint(&v1));
+    // Both rules must allow a deletion: a long --min-age still keeps them.
+    let strict = branch();
+    let (r, _, _) = gc(strict.path(), 25 * HOUR, &["--min-age", "30d"]);
+    assert!(deleted(&r).is_disjoint(&v1));
+
+    // Pushed again 12 hours on: referenced, so it starts over; a day later nothing of it goes,
+    // and the image pulls.
+    let again = branch();
+    let server = Registry::start(again.path());
+    let c = server.client();
+    push_image(
+        &c,
+        "app",
+        Some("v1"),
+        Format::Oci,
+        "amd64",
+        &["v1 layer", "v1 other"],
+    );
+    drop(server);
+    age_tree(again.path(), 48 * HOUR);
+    let (r, code, _) = gc(again.path(), 12 * HOUR, &[]);
+    assert_eq!(code, 0);
+    assert!(deleted(&r).is_disjoint(&v1));
+    let (r, code, _) = gc(again.path(), 25 * HOUR, &[]);
+    assert_eq!(code, 0);
+    assert!(deleted(&r).is_disjoint(&v1));
+    assert!(v1.is_subset(&blobs_on_disk(again.path())));
+    let server = Registry::start(again.path());
+    let (status, _) = server.client().get_manifest("app", "v1");
+    assert_eq!(status, 200);
+    for b in &gone.blobs {
+        assert_eq!(server.client().get_blob("app", b).0, 200);
+    }
+}
+
+#[test]
+fn the_state_survives_a_kill_and_a_damaged_one_protects_everything() {
+    let dir = support::tree::aged_copy("registry");
+    let root = dir.path();
+    let (first, code, stderr) = gc(root, Duration::ZERO, &["--min-age", "0"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(first.deleted.blobs.is_empty() && !first.waiting.is_empty());
+    let state = v2(root).join(".regsweep-unreferenced");
+    let before = std::fs::read(&state).unwrap();
+
+    // Killed between writing the new state and putting it in place: the old one stands.
+    let out = regsweep()
+        .args([
+            "gc",
+            "-m",
+            "--min-age",
+            "0",
+            "--unreferenced-for",
+            "24h",
+            "-q",
+        ])
+        .arg(root)
+        .env("REGSWEEP_TEST_NOW", at(HOUR))
+        .env("REGSWEEP_TEST_DIE_BEFORE_STATE_RENAME", "1")
+        .status()
+        .unwrap();
+    assert!(!out.success());
+    assert_eq!(std::fs::read(&state).unwrap(), before);
+    let (r, code, stderr) = gc(root, 25 * HOUR, &["--min-age", "0", "-d"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(!r.deleted.blobs.is_empty(), "the previous state was lost");
+
+    // Damaged: nothing the rule protects goes, exit 1, the file named; --reset-state starts
+    // over.
+    std::fs::write(&state, b"not a state").unwrap();
+    let snap = blobs_on_disk(root);
+    let (r, code, stderr) = gc(root, 25 * HOUR, &["--min-age", "0"]);
+    assert_eq!(code, 1);
+    assert!(r.deleted.blobs.is_empty());
+    assert!(stderr.contains(&state.display().to_string()), "{stderr}");
+    assert_eq!(blobs_on_disk(root), snap);
+    let (r, code, stderr) = gc(root, 25 * HOUR, &["--min-age", "0", "--reset-state"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(r.deleted.blobs.is_empty() && !r.waiting.is_empty());
+
+    // --state PATH keeps it elsewhere.
+    let elsewhere = tempfile::tempdir().unwrap();
+    let path = elsewhere.path().join("state");
+    let p = path.to_str().unwrap();
+    let (_, code, _) = gc(root, Duration::ZERO, &["--min-age", "0", "--state", p]);
+    assert_eq!(code, 0);
+    assert!(path.is_file());
+}
