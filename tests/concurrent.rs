@@ -9,18 +9,9 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use regsweep::digest::{Algorithm, Digest};
-use regsweep::synth::Preset;
 use support::images::{push_image, push_with_retry, Format};
 use support::registry::{server_available, Registry};
 use support::tree::{age_tree, blobs_on_disk, regsweep};
-
-/// Enough repositories that a run takes long enough to push into the middle of it.
-const PRESET: Preset = Preset {
-    name: "concurrent",
-    repositories: 150,
-    tags: 10,
-    layers: 5,
-};
 
 #[test]
 fn pushes_reusing_dead_blobs_during_a_run_are_never_broken() {
@@ -29,7 +20,7 @@ fn pushes_reusing_dead_blobs_during_a_run_are_never_broken() {
         return;
     }
     let root = tempfile::tempdir().unwrap();
-    regsweep::synth::generate(root.path(), PRESET, 5).unwrap();
+    regsweep::synth::generate(root.path(), support::tree::BUSY, 5).unwrap();
     age_tree(root.path(), Duration::from_secs(3 * 3600));
     let mut registry = Registry::start(root.path());
     let c = registry.client();

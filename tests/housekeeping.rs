@@ -12,7 +12,6 @@ use std::time::{Duration, Instant, SystemTime};
 
 use regsweep::digest::{Algorithm, Digest};
 use regsweep::report::GcReport;
-use regsweep::synth::Preset;
 use support::images::{bytes, push_image, Format};
 use support::registry::{server_available, Registry};
 use support::tree::{age_tree, blobs_on_disk, gc_json, regsweep, snapshot, v2};
@@ -198,14 +197,6 @@ fn a_repository_whose_tags_are_all_deleted_leaves_the_catalog() {
     assert!(c.catalog().contains(&"team".to_string()));
 }
 
-/// Enough repositories that a run takes long enough to mount into the middle of it.
-const PRESET: Preset = Preset {
-    name: "mount-during-run",
-    repositories: 150,
-    tags: 10,
-    layers: 5,
-};
-
 #[test]
 fn a_mount_into_a_brand_new_repository_during_a_run_keeps_its_blob() {
     if !server_available() {
@@ -213,7 +204,7 @@ fn a_mount_into_a_brand_new_repository_during_a_run_keeps_its_blob() {
         return;
     }
     let root = tempfile::tempdir().unwrap();
-    regsweep::synth::generate(root.path(), PRESET, 11).unwrap();
+    regsweep::synth::generate(root.path(), support::tree::BUSY, 11).unwrap();
     let registry = Registry::start(root.path());
     let c = registry.client();
     age_tree(root.path(), DAY);

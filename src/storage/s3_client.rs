@@ -303,14 +303,20 @@ impl Client {
         })
     }
 
-    /// The whole object, refusing more than `limit` bytes.
-    pub fn get(&self, key: &str, limit: u64, buf: &mut Vec<u8>) -> io::Result<()> {
+    /// GET an object: its name for messages, and the response to read it from.
+    fn get_response(&self, key: &str) -> io::Result<(String, ureq::Response)> {
         let what = self.name(key);
         let creds = self.settings.credentials.as_ref();
         let response = self.send(Kind::Get, &what, || {
             let action = self.bucket.get_object(creds, key);
             (self.agent.get(action.sign(SIGNED_FOR).as_str()), None)
         })?;
+        Ok((what, response))
+    }
+
+    /// The whole object, refusing more than `limit` bytes.
+    pub fn get(&self, key: &str, limit: u64, buf: &mut Vec<u8>) -> io::Result<()> {
+        let (what, response) = self.get_response(key)?;
         buf.clear();
         let read = response
             .into_reader()
@@ -325,12 +331,7 @@ impl Client {
 
     /// Stream the whole object to `f`; returns the bytes read.
     pub fn get_chunks(&self, key: &str, f: &mut dyn FnMut(&[u8])) -> io::Result<u64> {
-        let what = self.name(key);
-        let creds = self.settings.credentials.as_ref();
-        let response = self.send(Kind::Get, &what, || {
-            let action = self.bucket.get_object(creds, key);
-            (self.agent.get(action.sign(SIGNED_FOR).as_str()), None)
-        })?;
+        let (what, response) = self.get_response(key)?;
         let mut reader = response.into_reader();
         let mut chunk = vec![0u8; 1 << 20];
         let mut total = 0;

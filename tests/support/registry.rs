@@ -309,19 +309,7 @@ impl Client {
 
     /// Start an upload, send part of the data, and walk away: an abandoned `_uploads` entry.
     pub fn abandon_upload(&self, repo: &str, partial: &[u8]) {
-        let start = self
-            .agent
-            .post(&format!("{}/v2/{repo}/blobs/uploads/", self.base))
-            .send_bytes(&[])
-            .expect("start upload");
-        let location = self.absolute(start.header("Location").expect("upload Location"));
-        let patch = self
-            .agent
-            .request("PATCH", &location)
-            .set("Content-Type", "application/octet-stream")
-            .send_bytes(partial)
-            .expect("patch upload");
-        assert_eq!(patch.status(), 202);
+        self.start_upload(repo, partial);
     }
 
     /// Cross-repository mount; true when the registry mounted (201) rather than started an

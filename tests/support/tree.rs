@@ -44,6 +44,15 @@ pub fn age_tree(root: &Path, age: Duration) {
     }
 }
 
+/// Enough repositories that a real run takes long enough to push (or mount) into the middle
+/// of it.
+pub const BUSY: regsweep::synth::Preset = regsweep::synth::Preset {
+    name: "busy",
+    repositories: 150,
+    tags: 10,
+    layers: 5,
+};
+
 /// A temporary copy of a fixture, aged a day so that the default --min-age does not protect it.
 pub fn aged_copy(name: &str) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
