@@ -309,32 +309,31 @@ impl S3Storage {
                 return Some(content);
             }
         }
-        // A tag's `current` (or any other) link: the digest of some link's key.
+        // A tag's `current` (or any other) link: the digest of some link's key. The map is
+        // built once, by the first reader, under the write lock: every worker reads tag links
+        // at the same moment, and one map each would cost a copy per worker.
         {
             let known = self.link_contents.read().ok()?;
             if let Some(map) = known.as_ref() {
-                return map
-                    .get(&md5)
-                    .filter(|c| c.len() as u64 == obj.size)
-                    .cloned();
+                return map.get(&md5).filter(|c| c.len() as u64 == obj.size).cloned();
             }
         }
-        let map: HashMap<[u8; 16], String> = {
+        let mut known = self.link_contents.write().ok()?;
+        if known.is_none() {
             let index = self.index.read().ok()?;
-            index
-                .keys()
-                .filter_map(|k| Self::path_link_content(k))
-                .map(|c| (md5_of(c.as_bytes()), c))
-                .collect()
-        };
-        let found = map
+            *known = Some(
+                index
+                    .keys()
+                    .filter_map(|k| Self::path_link_content(k))
+                    .map(|c| (md5_of(c.as_bytes()), c))
+                    .collect(),
+            );
+        }
+        known
+            .as_ref()?
             .get(&md5)
             .filter(|c| c.len() as u64 == obj.size)
-            .cloned();
-        if let Ok(mut known) = self.link_contents.write() {
-            *known = Some(map);
-        }
-        found
+            .cloned()
     }
 
     fn object(&self, key: &str) -> Option<Object> {
