@@ -315,7 +315,10 @@ impl S3Storage {
         {
             let known = self.link_contents.read().ok()?;
             if let Some(map) = known.as_ref() {
-                return map.get(&md5).filter(|c| c.len() as u64 == obj.size).cloned();
+                return map
+                    .get(&md5)
+                    .filter(|c| c.len() as u64 == obj.size)
+                    .cloned();
             }
         }
         let mut known = self.link_contents.write().ok()?;
