@@ -306,9 +306,10 @@ fn open<const N: usize>(
     }
     let storage = open_storage(&resolved, common)?;
     regsweep::discover::check_root(storage.as_ref()).map_err(|e| fail(&e))?;
-    let config = (!object_storage || !target.starts_with("s3:"))
-        .then(|| target.into())
-        .filter(|_| !std::fs::metadata(target).is_ok_and(|m| m.is_dir()));
+    // A config target is a file (a storage root is a directory, an s3:// URL no path at all).
+    let config = std::fs::metadata(target)
+        .is_ok_and(|m| m.is_file())
+        .then(|| target.into());
     Ok((
         Opened {
             resolved,

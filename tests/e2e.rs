@@ -19,8 +19,8 @@ use rand::{Rng, SeedableRng};
 use regsweep::digest::{Algorithm, Digest};
 use support::images::{self, bytes, push_image, push_index, push_referrer, Format, Pushed};
 use support::pull::{
-    check_scenario_after_gc, peers, reference_dry_run, skopeo_pull_all, skopeo_push_layout,
-    verify_image,
+    check_scenario_after_gc, fs_config, peers, reference_dry_run, skopeo_pull_all,
+    skopeo_push_layout, verify_image,
 };
 use support::registry::{Client, Registry};
 use support::scenario;
@@ -231,15 +231,7 @@ fn with_delete_untagged_regsweep_keeps_what_the_reference_breaks() {
     let broken = tempfile::tempdir().unwrap();
     copy_tree(root.path(), broken.path());
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("config.yml");
-    std::fs::write(
-        &config,
-        format!(
-            "version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {}\n",
-            broken.path().display()
-        ),
-    )
-    .unwrap();
+    let config = fs_config(dir.path(), broken.path());
     let out = Command::new(support::registry::SERVER)
         .args(["garbage-collect", "--delete-untagged"])
         .arg(&config)

@@ -185,21 +185,6 @@ impl S3Storage {
         Ok(storage)
     }
 
-    pub fn client(&self) -> &Client {
-        &self.client
-    }
-
-    /// How many keys the index holds.
-    pub fn keys(&self) -> usize {
-        self.index.read().map_or(0, |i| i.len())
-    }
-
-    /// Put a file of a local registry tree into the bucket (the generator and tests load trees
-    /// this way); `rel` is its key relative to the root.
-    pub fn upload(&self, rel: &str, content: &[u8]) -> io::Result<()> {
-        self.client.put(&self.full(rel), content, false).map(|_| ())
-    }
-
     fn full(&self, rel: &str) -> String {
         match (self.prefix.is_empty(), rel.is_empty()) {
             (true, _) => rel.to_string(),

@@ -231,10 +231,9 @@ pub fn reference_dry_run_config(
     )
 }
 
-/// The reference collector's dry run on a filesystem storage root.
-pub fn reference_dry_run(root: &Path, untagged: bool) -> (BTreeSet<Digest>, BTreeSet<Digest>) {
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("config.yml");
+/// A registry config for the filesystem storage at `root`, written into `dir`.
+pub fn fs_config(dir: &Path, root: &Path) -> std::path::PathBuf {
+    let config = dir.join("config.yml");
     std::fs::write(
         &config,
         format!(
@@ -243,5 +242,11 @@ pub fn reference_dry_run(root: &Path, untagged: bool) -> (BTreeSet<Digest>, BTre
         ),
     )
     .unwrap();
-    reference_dry_run_config(&config, untagged)
+    config
+}
+
+/// The reference collector's dry run on a filesystem storage root.
+pub fn reference_dry_run(root: &Path, untagged: bool) -> (BTreeSet<Digest>, BTreeSet<Digest>) {
+    let dir = tempfile::tempdir().unwrap();
+    reference_dry_run_config(&fs_config(dir.path(), root), untagged)
 }
