@@ -92,5 +92,6 @@ pub fn edit(
         warnings: diagnostics.warnings,
         errors,
         gc: gc_report,
+        cache: None,
     })
 }

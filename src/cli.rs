@@ -118,6 +118,9 @@ pub struct EditArgs {
     pub housekeeping: HousekeepingArgs,
 
     #[command(flatten)]
+    pub cache: CacheArgs,
+
+    #[command(flatten)]
     pub common: CommonArgs,
 }
 
@@ -250,6 +253,9 @@ pub struct GcArgs {
     pub housekeeping: HousekeepingArgs,
 
     #[command(flatten)]
+    pub cache: CacheArgs,
+
+    #[command(flatten)]
     pub common: CommonArgs,
 }
 
@@ -261,6 +267,26 @@ pub struct AgeOrOff(pub Option<Duration>);
 
 fn parse_age_or_off(s: &str) -> Result<AgeOrOff, String> {
     regsweep::parse_age_or_off(s).map(AgeOrOff)
+}
+
+/// The registry's blob-descriptor cache, brought in line with storage after the run.
+#[derive(Debug, Args)]
+pub struct CacheArgs {
+    /// The registry's Redis blob-descriptor cache, for a target that is a storage root or a
+    /// bucket rather than the registry's config: redis://[[USER]:PASSWORD@]HOST[:PORT][/DB]
+    /// (rediss:// for TLS). After the run, its entries for blobs and links no longer in
+    /// storage are evicted.
+    #[arg(long, value_name = "URL", value_parser = parse_redis_url)]
+    pub redis: Option<regsweep::registry_cache::RedisSettings>,
+
+    /// Leave the registry's cache alone: its entries for what this run deletes stay until a
+    /// later run evicts them.
+    #[arg(long, conflicts_with = "redis")]
+    pub no_cache_evict: bool,
+}
+
+fn parse_redis_url(text: &str) -> Result<regsweep::registry_cache::RedisSettings, String> {
+    regsweep::registry_cache::RedisSettings::from_url(text)
 }
 
 /// Housekeeping the reference collector never does.

@@ -256,6 +256,7 @@ pub fn collect(storage: &dyn Storage, options: &GcOptions) -> GcReport {
         requests: storage.requests(),
         unreferenced_for_seconds: options.unreferenced.as_ref().map(|u| u.window.as_secs()),
         waiting,
+        cache: None,
     }
 }
 

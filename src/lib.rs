@@ -25,6 +25,7 @@ pub mod plan;
 pub mod progress;
 pub mod prune;
 pub mod recheck;
+pub mod registry_cache;
 pub mod report;
 pub mod select;
 pub mod storage;

@@ -12,6 +12,7 @@ use regsweep::delete::Reference;
 use regsweep::error::{Error, Problem};
 use regsweep::manifest_cache::ManifestCache;
 use regsweep::prune::{self, Rule, RuleSpec};
+use regsweep::registry_cache::{self, CacheReport, Gone, RegistryCache};
 use regsweep::report::{write_json, EditReport, GcReport};
 use regsweep::storage::s3::S3Storage;
 use regsweep::storage::s3_client::Client as S3Client;
@@ -59,6 +60,10 @@ fn set_jobs(jobs: Option<u64>, object_storage: bool) -> Result<(), ExitCode> {
 trait Output: serde::Serialize {
     /// Say where the root came from, and what the registry's config warns of.
     fn annotate(&mut self, target: &Opened);
+    /// What the command removed (in a dry run: would remove), for the registry's cache.
+    fn gone(&self) -> Gone;
+    /// The registry cache's report; its errors are the command's too.
+    fn set_cache(&mut self, cache: CacheReport);
     fn problems(&self) -> Vec<(&'static str, &Problem)>;
     fn write_human(&self, out: &mut dyn Write, verbose: bool) -> io::Result<()>;
     fn exit_code(&self) -> i32;
@@ -78,6 +83,15 @@ impl Output for GcReport {
         self.root_source = target.resolved.source.clone();
         self.warnings.extend(target.config_warnings());
     }
+    fn gone(&self) -> Gone {
+        let mut gone = Gone::default();
+        gone.add_deleted(&self.deleted);
+        gone
+    }
+    fn set_cache(&mut self, cache: CacheReport) {
+        self.errors.extend(cache.errors.iter().cloned());
+        self.cache = Some(cache);
+    }
     fn problems(&self) -> Vec<(&'static str, &Problem)> {
         tagged(&self.warnings, &self.errors).collect()
     }
@@ -96,6 +110,18 @@ impl Output for EditReport {
             gc.root_source = target.resolved.source.clone();
         }
         self.warnings.extend(target.config_warnings());
+    }
+    fn gone(&self) -> Gone {
+        let mut gone = Gone::default();
+        gone.add_edits(&self.repositories);
+        if let Some(gc) = &self.gc {
+            gone.add_deleted(&gc.deleted);
+        }
+        gone
+    }
+    fn set_cache(&mut self, cache: CacheReport) {
+        self.errors.extend(cache.errors.iter().cloned());
+        self.cache = Some(cache);
     }
     fn problems(&self) -> Vec<(&'static str, &Problem)> {
         let mut all: Vec<_> = tagged(&self.warnings, &self.errors).collect();
@@ -121,11 +147,26 @@ impl Output for EditReport {
 fn finish(
     mut report: impl Output,
     target: &Opened,
+    cache: &cli::CacheArgs,
+    dry_run: bool,
     json: Option<Sink>,
     quiet: bool,
     verbose: bool,
 ) -> ExitCode {
     report.annotate(target);
+    // After the run, whatever it did: entries for what is not in storage are stale whoever
+    // removed it, and evicting one is always safe.
+    let settings = match &cache.redis {
+        Some(redis) => RegistryCache::Redis(redis.clone()),
+        None => target.resolved.cache.clone(),
+    };
+    report.set_cache(registry_cache::reconcile(
+        target.storage.as_ref(),
+        &settings,
+        cache.no_cache_evict,
+        &report.gone(),
+        dry_run,
+    ));
     {
         let mut err = io::stderr().lock();
         for (severity, p) in report.problems() {
@@ -160,7 +201,15 @@ fn run_gc(args: cli::GcArgs) -> ExitCode {
         unreferenced: args.housekeeping.unreferenced(),
     };
     match gc(opened.storage.as_ref(), &options) {
-        Ok(report) => finish(report, &opened, json, args.quiet, args.verbose),
+        Ok(report) => finish(
+            report,
+            &opened,
+            &args.cache,
+            args.dry_run,
+            json,
+            args.quiet,
+            args.verbose,
+        ),
         Err(e) => fail(&e),
     }
 }
@@ -200,7 +249,15 @@ fn run_edit(
         &edit_options(args),
         select,
     ) {
-        Ok(report) => finish(report, &opened, json, args.quiet, args.verbose),
+        Ok(report) => finish(
+            report,
+            &opened,
+            &args.cache,
+            args.dry_run,
+            json,
+            args.quiet,
+            args.verbose,
+        ),
         Err(e) => fail(&e),
     }
 }

@@ -13,6 +13,7 @@ use crate::plan::{
     BlobDeletion, Census, LayerLinkDeletion, ManifestDeletion, RepositoryDeletion, ShardDeletion,
     UploadDeletion,
 };
+use crate::registry_cache::{CacheKind, CacheReport};
 
 /// Any report as pretty JSON, one document followed by a newline.
 pub fn write_json(report: &impl Serialize, mut out: impl Write) -> io::Result<()> {
@@ -124,6 +125,9 @@ pub struct GcReport {
     /// What `--unreferenced-for` kept: unreferenced, but not yet for long enough.
     #[serde(default)]
     pub waiting: Vec<crate::unreferenced::Waiting>,
+    /// The registry's blob-descriptor cache after the run (set by the command line tool).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache: Option<CacheReport>,
 }
 
 impl GcReport {
@@ -259,14 +263,8 @@ impl GcReport {
         writeln!(out)?;
         writeln!(out, "Took {:.2}s.", s.elapsed_seconds)?;
         write_requests(&mut out, self.requests.as_ref())?;
-        let deleted_anything =
-            s.deleted_blobs + s.deleted_manifests + s.deleted_layer_links + s.deleted_repositories
-                > 0;
-        if !self.dry_run && deleted_anything {
-            writeln!(
-                out,
-                "Restart the registry (or flush its blob descriptor cache) so it forgets the deleted blobs."
-            )?;
+        if let Some(cache) = &self.cache {
+            write_cache(&mut out, cache, self.dry_run, verbose)?;
         }
         Ok(())
     }
@@ -350,6 +348,9 @@ pub struct EditReport {
     pub errors: Vec<Problem>,
     /// The collector's report (`--gc`); in a dry run, what it would do after these edits.
     pub gc: Option<GcReport>,
+    /// The registry's blob-descriptor cache after the edits and the collector.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache: Option<CacheReport>,
 }
 
 impl EditReport {
@@ -445,8 +446,56 @@ impl EditReport {
             )?,
             None => {}
         }
+        if let Some(cache) = &self.cache {
+            write_cache(&mut out, cache, self.dry_run, verbose)?;
+        }
         Ok(())
     }
+}
+
+/// The registry cache's lines of a summary.
+fn write_cache(
+    out: &mut impl Write,
+    cache: &CacheReport,
+    dry_run: bool,
+    verbose: bool,
+) -> io::Result<()> {
+    if cache.kind == CacheKind::Redis && cache.errors.is_empty() {
+        let e = &cache.evicted;
+        writeln!(
+            out,
+            "Registry cache ({}): {} {} entries ({} blob descriptors, {} repository memberships, {} repository descriptors); kept {}",
+            cache.address.as_deref().unwrap_or("redis"),
+            if dry_run { "would evict" } else { "evicted" },
+            e.total(),
+            e.blob_descriptors,
+            e.repository_memberships,
+            e.repository_descriptors,
+            cache.kept.total()
+        )?;
+        if verbose {
+            for entry in &cache.evicted_entries {
+                match &entry.member {
+                    Some(m) => writeln!(out, "  cache entry {} member {m}", entry.key)?,
+                    None => writeln!(out, "  cache entry {}", entry.key)?,
+                }
+            }
+        }
+    }
+    if !cache.errors.is_empty() {
+        writeln!(
+            out,
+            "Registry cache: NOT reconciled (listed on stderr); the next run finishes it"
+        )?;
+    }
+    if !cache.note.is_empty() {
+        let mut note = cache.note.clone();
+        if let Some(first) = note.get(..1) {
+            note.replace_range(..1, &first.to_uppercase());
+        }
+        writeln!(out, "{note}.")?;
+    }
+    Ok(())
 }
 
 /// Sizes in binary units, as `du -h` and registries' UIs show them.
@@ -501,6 +550,7 @@ mod tests {
             requests: None,
             unreferenced_for_seconds: None,
             waiting: vec![],
+            cache: None,
         };
         assert_eq!(r.exit_code(), 0);
         r.warnings.push(Problem::new("/x", "odd"));

@@ -22,6 +22,7 @@ use std::path::{Path, PathBuf};
 use serde_norway::{Mapping, Value};
 
 use crate::error::{Error, Result};
+use crate::registry_cache::{RedisSettings, RegistryCache, Tls};
 
 /// The distribution registry's default when `rootdirectory` is not set.
 pub const DEFAULT_ROOT: &str = "/var/lib/registry";
@@ -57,6 +58,9 @@ pub struct Resolved {
     /// Things about the registry's configuration an administrator should know before a real
     /// run (said as warnings by the commands that delete).
     pub warnings: Vec<String>,
+    /// The registry's blob-descriptor cache (`storage.cache.blobdescriptor` and `redis:`),
+    /// unknown unless the target is its config.
+    pub cache: RegistryCache,
 }
 
 impl Resolved {
@@ -96,6 +100,7 @@ pub fn resolve_with_env(
             backend: Backend::Fs(target.to_path_buf()),
             source: "the storage root named on the command line".into(),
             warnings: Vec::new(),
+            cache: RegistryCache::Unknown,
         });
     }
     let text = std::fs::read_to_string(target).map_err(|e| Error::io(target, e))?;
@@ -235,6 +240,7 @@ fn s3_url(
         },
         source: "the bucket named on the command line".into(),
         warnings: Vec::new(),
+        cache: RegistryCache::Unknown,
     })
 }
 
@@ -387,7 +393,8 @@ fn from_config(
     let file = path.display();
     let storage = config.get("storage").unwrap_or(&Value::Null);
     let (name, params) = driver(storage).map_err(|m| Error::target(path, m))?;
-    let warnings = config_warnings(storage);
+    let mut warnings = config_warnings(storage);
+    let cache = registry_cache(config, storage, &mut warnings);
     if name == "s3" {
         let (backend, source) = s3_from_config(path, &params, env)?;
         let overridden: Vec<&str> = applied
@@ -407,6 +414,7 @@ fn from_config(
             backend,
             source,
             warnings,
+            cache,
         });
     }
     if name != "filesystem" {
@@ -464,6 +472,7 @@ fn from_config(
         backend: Backend::Fs(root),
         source,
         warnings,
+        cache,
     })
 }
 
@@ -475,13 +484,73 @@ fn config_warnings(storage: &Value) -> Vec<String> {
         warnings.push(
             "storage.cache.blobdescriptor is redis and the registry is not in read-only mode \
              (storage.maintenance.readonly.enabled): while this run deletes, the registry may \
-             accept manifests whose blobs are going, and afterwards its cache still describes \
-             deleted blobs until the Redis cache is flushed. Put the registry in read-only mode \
-             for the run, and flush the cache after it."
+             answer from its cache for blobs that are going and accept manifests that need \
+             them. Put the registry in read-only mode (or stop it) for the run; regsweep evicts \
+             the cache's entries for what it deleted afterwards."
                 .to_string(),
         );
     }
     warnings
+}
+
+/// The registry's blob-descriptor cache, read the way the registry reads it: `redis:` holds
+/// `addr` (2.8) or `addrs` (3.x, the first is used), `username`, `password`, `db`, and for
+/// TLS (3.x) `tls.certificate`/`tls.key` (a client certificate) and `tls.clientcas` (the CAs
+/// to trust, else the system's); `tls.enabled: true` asks for TLS with neither.
+fn registry_cache(config: &Value, storage: &Value, warnings: &mut Vec<String>) -> RegistryCache {
+    let kind = get(storage, &["cache", "blobdescriptor"]).and_then(Value::as_str);
+    match kind {
+        None | Some("") => RegistryCache::None,
+        Some("inmemory") => RegistryCache::InMemory,
+        Some("redis") => {
+            let redis = config.get("redis").unwrap_or(&Value::Null);
+            let addr = param(redis, "addr").filter(|a| !a.is_empty()).or_else(|| {
+                redis
+                    .get("addrs")
+                    .and_then(Value::as_sequence)
+                    .and_then(|a| a.first())
+                    .and_then(Value::as_str)
+                    .map(str::to_string)
+            });
+            let Some(addr) = addr else {
+                warnings.push(
+                    "storage.cache.blobdescriptor is redis but redis.addr is not set: the \
+                     registry's cache cannot be reconciled"
+                        .into(),
+                );
+                return RegistryCache::Other("redis without redis.addr".into());
+            };
+            let tls = redis.get("tls").filter(|t| t.is_mapping()).and_then(|t| {
+                let path = |k: &str| param(t, k).filter(|p| !p.is_empty()).map(PathBuf::from);
+                let cas: Vec<PathBuf> = t
+                    .get("clientcas")
+                    .and_then(Value::as_sequence)
+                    .map(|s| {
+                        s.iter()
+                            .filter_map(Value::as_str)
+                            .map(PathBuf::from)
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                let tls = Tls {
+                    certificate: path("certificate"),
+                    key: path("key"),
+                    cas,
+                };
+                let wanted =
+                    tls.certificate.is_some() || !tls.cas.is_empty() || truthy(t.get("enabled"));
+                wanted.then_some(tls)
+            });
+            RegistryCache::Redis(RedisSettings {
+                addr,
+                username: param(redis, "username").filter(|u| !u.is_empty()),
+                password: param(redis, "password").filter(|p| !p.is_empty()),
+                db: param(redis, "db").and_then(|d| d.parse().ok()).unwrap_or(0),
+                tls,
+            })
+        }
+        Some(other) => RegistryCache::Other(other.to_string()),
+    }
 }
 
 #[cfg(test)]
@@ -681,19 +750,20 @@ mod tests {
     #[test]
     fn a_redis_cache_without_read_only_mode_earns_a_warning() {
         let base = "version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: /srv/r\n  cache:\n    blobdescriptor: redis\n";
-        let (_d, p) = config(base);
+        let redis = "redis:\n  addr: 127.0.0.1:6379\n";
+        let (_d, p) = config(&format!("{base}{redis}"));
         let r = resolve_with_env(&p, None, env(&[])).unwrap();
         assert_eq!(r.warnings.len(), 1);
         assert!(r.warnings[0].contains("read-only mode"));
         let (_d, p) = config(&format!(
-            "{base}  maintenance:\n    readonly:\n      enabled: true\n"
+            "{base}  maintenance:\n    readonly:\n      enabled: true\n{redis}"
         ));
         assert!(resolve_with_env(&p, None, env(&[]))
             .unwrap()
             .warnings
             .is_empty());
         // Read-only mode from the environment counts too.
-        let (_d, p) = config(base);
+        let (_d, p) = config(&format!("{base}{redis}"));
         let r = resolve_with_env(
             &p,
             None,
@@ -701,5 +771,59 @@ mod tests {
         )
         .unwrap();
         assert!(r.warnings.is_empty(), "{:?}", r.warnings);
+    }
+
+    #[test]
+    fn the_registry_cache_is_read_from_the_config_and_its_environment() {
+        let storage = "version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: /srv/r\n";
+        let cache = |text: &str, vars: &[(&str, &str)]| {
+            let (_d, p) = config(text);
+            resolve_with_env(&p, None, env(vars)).unwrap().cache
+        };
+        assert_eq!(cache(storage, &[]), RegistryCache::None);
+        let inmemory = format!("{storage}  cache:\n    blobdescriptor: inmemory\n");
+        assert_eq!(cache(&inmemory, &[]), RegistryCache::InMemory);
+        let v28 = format!(
+            "{storage}  cache:\n    blobdescriptor: redis\nredis:\n  addr: cache:6380\n  password: s3cret\n  db: 2\n"
+        );
+        let RegistryCache::Redis(r) = cache(&v28, &[]) else {
+            panic!("not redis")
+        };
+        assert_eq!(
+            (
+                r.addr.as_str(),
+                r.password.as_deref(),
+                r.db,
+                r.tls.is_none()
+            ),
+            ("cache:6380", Some("s3cret"), 2, true)
+        );
+        // The registry's environment overrides, as it applies them.
+        let RegistryCache::Redis(r) = cache(
+            &v28,
+            &[
+                ("REGISTRY_REDIS_ADDR", "other:1"),
+                ("REGISTRY_REDIS_DB", "5"),
+            ],
+        ) else {
+            panic!("not redis")
+        };
+        assert_eq!((r.addr.as_str(), r.db), ("other:1", 5));
+        // 3.x: a list of addresses and TLS.
+        let v3 = format!(
+            "{storage}  cache:\n    blobdescriptor: redis\nredis:\n  addrs: [a:1, b:2]\n  tls:\n    certificate: /c.pem\n    key: /k.pem\n    clientcas: [/ca.pem]\n"
+        );
+        let RegistryCache::Redis(r) = cache(&v3, &[]) else {
+            panic!("not redis")
+        };
+        assert_eq!(r.addr, "a:1");
+        let tls = r.tls.unwrap();
+        assert_eq!(tls.cas, vec![PathBuf::from("/ca.pem")]);
+        assert_eq!(tls.key, Some(PathBuf::from("/k.pem")));
+        // Redis without an address: said, and not guessed.
+        let (_d, p) = config(&format!("{storage}  cache:\n    blobdescriptor: redis\n"));
+        let r = resolve_with_env(&p, None, env(&[])).unwrap();
+        assert!(matches!(r.cache, RegistryCache::Other(_)));
+        assert!(r.warnings.iter().any(|w| w.contains("redis.addr")));
     }
 }

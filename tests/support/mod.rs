@@ -3,6 +3,7 @@
 
 pub mod images;
 pub mod pull;
+pub mod redis_server;
 pub mod registry;
 pub mod s3;
 pub mod scenario;

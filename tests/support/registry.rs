@@ -37,6 +37,10 @@ pub struct Registry {
     pub root: PathBuf,
     /// The `storage:` driver section (indented by two spaces), when not the filesystem.
     storage: Option<String>,
+    /// More of the config: lines under `storage:` (indented by two spaces), and top-level
+    /// sections (`redis:`).
+    extra_storage: String,
+    extra: String,
     pub config: PathBuf,
     log: PathBuf,
     _dir: tempfile::TempDir,
@@ -52,43 +56,52 @@ fn free_port() -> u16 {
 impl Registry {
     /// Start a registry storing under `root` (created if missing) and wait until it answers.
     pub fn start(root: &Path) -> Registry {
-        let dir = tempfile::tempdir().expect("tempdir");
         std::fs::create_dir_all(root).expect("create storage root");
-        let config = dir.path().join("config.yml");
-        let log = dir.path().join("registry.log");
-        let mut registry = Registry {
-            child: None,
-            port: 0,
-            root: root.to_path_buf(),
-            storage: None,
-            config,
-            log,
-            _dir: dir,
-        };
-        registry.launch();
-        registry
+        Registry::build(root.to_path_buf(), None, String::new(), String::new())
+    }
+
+    /// Start a registry storing under `root` whose blob-descriptor cache is the Redis at
+    /// `addr` (`HOST:PORT`), as Harbor configures it.
+    pub fn start_with_redis(root: &Path, addr: &str) -> Registry {
+        std::fs::create_dir_all(root).expect("create storage root");
+        Registry::build(
+            root.to_path_buf(),
+            None,
+            "  cache:\n    blobdescriptor: redis\n".into(),
+            format!("redis:\n  addr: {addr}\n  db: 0\n"),
+        )
     }
 
     /// Start a registry that stores in a bucket through its own s3 driver, at `endpoint`
     /// (the moto server), under `rootdirectory`. Redirects are off, so clients never talk to
     /// the bucket themselves.
     pub fn start_s3(endpoint: &str, bucket: &str, rootdirectory: &str) -> Registry {
+        let driver = format!(
+            "  s3:\n    accesskey: {key}\n    secretkey: {secret}\n    region: us-east-1\n    \
+             regionendpoint: {endpoint}\n    bucket: {bucket}\n    rootdirectory: {rootdirectory}\n    \
+             secure: false\n    v4auth: true\n  redirect:\n    disable: true\n",
+            key = S3_KEY,
+            secret = S3_SECRET,
+        );
+        Registry::build(PathBuf::new(), Some(driver), String::new(), String::new())
+    }
+
+    fn build(
+        root: PathBuf,
+        storage: Option<String>,
+        extra_storage: String,
+        extra: String,
+    ) -> Registry {
         let dir = tempfile::tempdir().expect("tempdir");
-        let config = dir.path().join("config.yml");
-        let log = dir.path().join("registry.log");
         let mut registry = Registry {
             child: None,
             port: 0,
-            root: PathBuf::new(),
-            storage: Some(format!(
-                "  s3:\n    accesskey: {key}\n    secretkey: {secret}\n    region: us-east-1\n    \
-                 regionendpoint: {endpoint}\n    bucket: {bucket}\n    rootdirectory: {rootdirectory}\n    \
-                 secure: false\n    v4auth: true\n  redirect:\n    disable: true\n",
-                key = S3_KEY,
-                secret = S3_SECRET,
-            )),
-            config,
-            log,
+            root,
+            storage,
+            extra_storage,
+            extra,
+            config: dir.path().join("config.yml"),
+            log: dir.path().join("registry.log"),
             _dir: dir,
         };
         registry.launch();
@@ -110,9 +123,9 @@ impl Registry {
                 format!(
                     "version: 0.1\n\
                      log:\n  level: warn\n  accesslog:\n    disabled: true\n\
-                     storage:\n{driver}  delete:\n    enabled: true\n\
-                     http:\n  addr: 127.0.0.1:{}\n  secret: regsweep-test\n",
-                    self.port
+                     storage:\n{driver}{}  delete:\n    enabled: true\n\
+                     http:\n  addr: 127.0.0.1:{}\n  secret: regsweep-test\n{}",
+                    self.extra_storage, self.port, self.extra
                 ),
             )
             .expect("write registry config");
