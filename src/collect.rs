@@ -18,7 +18,7 @@ use crate::parse;
 use crate::plan::{self, Plan};
 use crate::progress::Ticker;
 use crate::recheck;
-use crate::report::{Deleted, GcReport, Summary, REPORT_VERSION};
+use crate::report::{lap, Deleted, GcReport, Summary, Timings, REPORT_VERSION};
 use crate::storage::Storage;
 use crate::sweep;
 use crate::unreferenced;
@@ -196,8 +196,17 @@ impl Run {
 pub fn collect(storage: &dyn Storage, options: &GcOptions) -> GcReport {
     let run = Run::new(options);
     let mut diagnostics = Diagnostics::default();
+    let mut timings = Timings::default();
+    let mut clock = Instant::now();
     let restored_from_trash = recover(storage, options.dry_run, &mut diagnostics);
-    let mut plan = mark_and_plan(storage, &run, options.progress, &mut diagnostics);
+    timings.recover = lap(&mut clock);
+    let mut plan = mark_and_plan(
+        storage,
+        &run,
+        options.progress,
+        &mut diagnostics,
+        &mut timings,
+    );
     let applied = match &options.unreferenced {
         Some(rule) if !plan.refused => Some(apply_unreferenced(
             storage,
@@ -210,7 +219,14 @@ pub fn collect(storage: &dyn Storage, options: &GcOptions) -> GcReport {
     let (deleted, failures, rescued) = if options.dry_run {
         (plan.take_deleted(), Vec::new(), (0, 0, 0))
     } else {
-        execute(storage, &mut plan, &run, options, &mut diagnostics)
+        execute(
+            storage,
+            &mut plan,
+            &run,
+            options,
+            &mut diagnostics,
+            &mut timings,
+        )
     };
     let mut waiting = Vec::new();
     if let (Some(rule), Some(applied)) = (&options.unreferenced, applied) {
@@ -257,6 +273,7 @@ pub fn collect(storage: &dyn Storage, options: &GcOptions) -> GcReport {
         unreferenced_for_seconds: options.unreferenced.as_ref().map(|u| u.window.as_secs()),
         waiting,
         cache: None,
+        timings,
     }
 }
 
@@ -389,7 +406,9 @@ fn mark_and_plan(
     run: &Run,
     progress: bool,
     diagnostics: &mut Diagnostics,
+    timings: &mut Timings,
 ) -> Plan {
+    let mut clock = Instant::now();
     let counters = Arc::new(discover::Counters::default());
     let ticker = {
         let c = counters.clone();
@@ -432,6 +451,7 @@ fn mark_and_plan(
         repo_plans.push(p);
         diagnostics.merge(d);
     }
+    timings.mark = lap(&mut clock);
     // Blobs that may be deleted (their size, age and state decide it) and live blobs no
     // descriptor sized.
     diagnostics.merge(discover::stat_blobs(storage, &mut index, |s, i| {
@@ -439,13 +459,15 @@ fn mark_and_plan(
     }));
     drop(ticker);
     diagnostics.sort();
-    plan::assemble(
+    let plan = plan::assemble(
         repo_plans,
         &index,
         &live,
         !diagnostics.errors.is_empty(),
         run.plan,
-    )
+    );
+    timings.plan = lap(&mut clock);
+    plan
 }
 
 /// A real run: a second look before deleting anything (what a push made live while we marked
@@ -457,7 +479,9 @@ fn execute(
     run: &Run,
     options: &GcOptions,
     diagnostics: &mut Diagnostics,
+    timings: &mut Timings,
 ) -> (Deleted, Vec<crate::error::Problem>, (usize, usize, usize)) {
+    let mut clock = Instant::now();
     let look = |view: &dyn Storage, candidates: &HashSet<Digest>| {
         let mut look = recheck::look_again(view, candidates, run.start, run.plan);
         if options.ignore_errors {
@@ -477,6 +501,7 @@ fn execute(
         }
         diagnostics.merge(second.diagnostics);
     }
+    timings.second_look = lap(&mut clock);
     let done = Arc::new(AtomicU64::new(0));
     let d = done.clone();
     let total = plan.len() as u64;
@@ -484,7 +509,7 @@ fn execute(
         bar.set_message("sweeping");
         bar.set_position(d.load(Ordering::Relaxed));
     });
-    let outcome = sweep::sweep(storage, plan, run.start, &done, look);
+    let outcome = sweep::sweep(storage, plan, run.start, &done, look, timings);
     rescued.2 += outcome.rescued_blobs;
     diagnostics.merge(outcome.diagnostics);
     (

@@ -272,6 +272,9 @@ pub struct Tag {
     /// Modification time of `current/link` (when the tag was last pushed), if the file exists
     /// and times were asked for.
     pub pushed: Option<SystemTime>,
+    /// When the link is missing: when the tag's directory was made (a push in progress makes
+    /// the directory, then writes the link).
+    pub made: Option<SystemTime>,
     /// Every digest the tag has pointed at (`tags/<tag>/index`); only listed when asked for.
     pub history: Vec<Digest>,
 }
@@ -893,6 +896,17 @@ impl RepoWalker<'_> {
                 Some((_, modified)) if self.link_times => Some(*modified),
                 _ => None,
             };
+            // No link: when the tag's directory was made tells a push in progress from damage.
+            let made = if read.is_none() {
+                let current_dir = current_key.rsplit_once('/').map_or("", |(d, _)| d);
+                self.storage
+                    .stat(current_dir)
+                    .or_else(|_| self.storage.stat(&key))
+                    .ok()
+                    .map(|m| m.modified)
+            } else {
+                None
+            };
             let current = read.map_or_else(
                 || Err("tag has no current link".to_string()),
                 |(target, _)| target,
@@ -909,6 +923,7 @@ impl RepoWalker<'_> {
                 name: entry.name,
                 current,
                 pushed,
+                made,
                 history,
             });
         }

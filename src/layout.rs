@@ -171,11 +171,26 @@ pub const TRASHES: [&str; 2] = [TRASH, BLOBS_TRASH];
 /// Where directories go, in one rename, to be deleted: a kill never leaves one half-removed.
 pub const TRASH_GONE: &str = "docker/registry/v2/.regsweep-trash/gone";
 
-/// A blob's place in a trash (one of [`TRASHES`]): one flat directory per blob, named
-/// `<alg>-<hex>`.
+/// A blob's place in a trash (one of [`TRASHES`]): a directory per blob, `<alg>-<hex>`, in a
+/// shard named by the first two hex digits. One flat directory of tens of thousands of entries
+/// would be one lock every removal waits for (a kernel takes a directory's lock to remove an
+/// entry from it); 256 shards let removals run side by side. Older runs trashed flat
+/// (`<trash>/<alg>-<hex>`); recovery takes both.
 pub fn trash_entry(trash: &str, digest: &Digest) -> String {
-    format!("{trash}/{}-{}", digest.algorithm(), digest.hex())
+    let hex = digest.hex();
+    format!("{trash}/{}/{}-{hex}", &hex[..2], digest.algorithm())
 }
+
+/// Whether a name in a trash is one of its shards.
+pub fn is_trash_shard(name: &str) -> bool {
+    name.len() == 2 && name.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// Link directories (tag-history entries, revisions, layer links) a run is removing in place,
+/// one key a line, written before it starts and removed when it ends: a run killed between
+/// removing a `link` and its directory leaves an empty directory, and the next run removes
+/// those it finds empty here, so it ends where an uninterrupted run does.
+pub const REMOVING: &str = "docker/registry/v2/.regsweep-removing";
 
 /// Where `--unreferenced-for` keeps, between runs, when each candidate was first seen
 /// unreferenced (unless `--state PATH`).

@@ -62,8 +62,8 @@ trait Output: serde::Serialize {
     fn annotate(&mut self, target: &Opened);
     /// What the command removed (in a dry run: would remove), for the registry's cache.
     fn gone(&self) -> Gone;
-    /// The registry cache's report; its errors are the command's too.
-    fn set_cache(&mut self, cache: CacheReport);
+    /// The registry cache's report, and how long it took; its errors are the command's too.
+    fn set_cache(&mut self, cache: CacheReport, seconds: f64);
     fn problems(&self) -> Vec<(&'static str, &Problem)>;
     fn write_human(&self, out: &mut dyn Write, verbose: bool) -> io::Result<()>;
     fn exit_code(&self) -> i32;
@@ -88,9 +88,10 @@ impl Output for GcReport {
         gone.add_deleted(&self.deleted);
         gone
     }
-    fn set_cache(&mut self, cache: CacheReport) {
+    fn set_cache(&mut self, cache: CacheReport, seconds: f64) {
         self.errors.extend(cache.errors.iter().cloned());
         self.cache = Some(cache);
+        self.timings.cache = seconds;
     }
     fn problems(&self) -> Vec<(&'static str, &Problem)> {
         tagged(&self.warnings, &self.errors).collect()
@@ -119,9 +120,12 @@ impl Output for EditReport {
         }
         gone
     }
-    fn set_cache(&mut self, cache: CacheReport) {
+    fn set_cache(&mut self, cache: CacheReport, seconds: f64) {
         self.errors.extend(cache.errors.iter().cloned());
         self.cache = Some(cache);
+        if let Some(gc) = &mut self.gc {
+            gc.timings.cache = seconds;
+        }
     }
     fn problems(&self) -> Vec<(&'static str, &Problem)> {
         let mut all: Vec<_> = tagged(&self.warnings, &self.errors).collect();
@@ -160,13 +164,15 @@ fn finish(
         Some(redis) => RegistryCache::Redis(redis.clone()),
         None => target.resolved.cache.clone(),
     };
-    report.set_cache(registry_cache::reconcile(
+    let started = std::time::Instant::now();
+    let reconciled = registry_cache::reconcile(
         target.storage.as_ref(),
         &settings,
         cache.no_cache_evict,
         &report.gone(),
         dry_run,
-    ));
+    );
+    report.set_cache(reconciled, started.elapsed().as_secs_f64());
     {
         let mut err = io::stderr().lock();
         for (severity, p) in report.problems() {

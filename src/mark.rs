@@ -182,6 +182,16 @@ impl<'a> RepoMarker<'a> {
         for tag in &repo.tags {
             match &tag.current {
                 Ok(d) => roots.push(d.clone()),
+                // A push in progress: the registry writes the manifest's revision link (a
+                // root while it is young) before the tag's, so nothing it needs can go.
+                Err(e) if tag.made.is_some_and(|t| self.young(t)) => self.diags.warn(
+                    (self.display)(&layout::tag_current_link(&repo.name, &tag.name)),
+                    format!(
+                        "tag {:?} of {}: {e} yet; made within --min-age or during the run: \
+                             a push in progress",
+                        tag.name, repo.name
+                    ),
+                ),
                 Err(e) => self.diags.error(
                     (self.display)(&layout::tag_current_link(&repo.name, &tag.name)),
                     format!("tag {:?} of {}: {e}", tag.name, repo.name),
@@ -380,6 +390,7 @@ mod tests {
                     name: t.to_string(),
                     current: Ok(d(*n)),
                     pushed: None,
+                    made: None,
                     history: vec![],
                 })
                 .collect(),

@@ -265,6 +265,7 @@ mod tests {
                 .parse::<Digest>()
                 .unwrap()),
             pushed: age_days.map(|d| now - Duration::from_secs(d * 86400)),
+            made: None,
             history: vec![],
         }
     }

@@ -86,6 +86,57 @@ pub struct Summary {
     pub elapsed_seconds: f64,
 }
 
+/// Where a run's time went, phase by phase, in seconds (`-v` prints them). A phase a run did
+/// not reach (a dry run sweeps nothing) is 0.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct Timings {
+    /// Putting back what an interrupted run left in the trash.
+    pub recover: f64,
+    /// Listing the blob store and the repositories, reading and marking every repository.
+    pub mark: f64,
+    /// Sizing and dating the candidates, and assembling the plan.
+    pub plan: f64,
+    /// The look after the mark: every repository read again (real runs).
+    pub second_look: f64,
+    /// Removing tag-history entries, manifest revisions and layer links.
+    pub references: f64,
+    /// Moving dead blobs out of the registry's reach.
+    pub trash: f64,
+    /// The look after the move, on a view in which trashed blobs are still readable.
+    pub last_look: f64,
+    /// Removing the trashed blobs (and putting back what the last look found live).
+    pub delete: f64,
+    /// Empty shard directories, abandoned uploads, empty repositories, the trash itself.
+    pub tidy: f64,
+    /// Reconciling the registry's cache.
+    pub cache: f64,
+}
+
+impl Timings {
+    fn phases(&self) -> [(&'static str, f64); 10] {
+        [
+            ("recover", self.recover),
+            ("mark", self.mark),
+            ("plan", self.plan),
+            ("second look", self.second_look),
+            ("references", self.references),
+            ("trash", self.trash),
+            ("last look", self.last_look),
+            ("delete", self.delete),
+            ("tidy", self.tidy),
+            ("cache", self.cache),
+        ]
+    }
+}
+
+/// Seconds since `start`, and restart the clock: for timing phases one after another.
+pub fn lap(start: &mut std::time::Instant) -> f64 {
+    let now = std::time::Instant::now();
+    let seconds = now.duration_since(*start).as_secs_f64();
+    *start = now;
+    seconds
+}
+
 /// In a dry run: what would be deleted. After a real sweep: what was deleted.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Deleted {
@@ -128,6 +179,9 @@ pub struct GcReport {
     /// The registry's blob-descriptor cache after the run (set by the command line tool).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cache: Option<CacheReport>,
+    /// Where the time went, by phase.
+    #[serde(default)]
+    pub timings: Timings,
 }
 
 impl GcReport {
@@ -262,6 +316,16 @@ impl GcReport {
         }
         writeln!(out)?;
         writeln!(out, "Took {:.2}s.", s.elapsed_seconds)?;
+        if verbose {
+            let phases: Vec<String> = self
+                .timings
+                .phases()
+                .iter()
+                .filter(|(_, t)| *t > 0.0)
+                .map(|(name, t)| format!("{name} {t:.2}s"))
+                .collect();
+            writeln!(out, "Phases: {}", phases.join(", "))?;
+        }
         write_requests(&mut out, self.requests.as_ref())?;
         if let Some(cache) = &self.cache {
             write_cache(&mut out, cache, self.dry_run, verbose)?;
@@ -551,6 +615,7 @@ mod tests {
             unreferenced_for_seconds: None,
             waiting: vec![],
             cache: None,
+            timings: Timings::default(),
         };
         assert_eq!(r.exit_code(), 0);
         r.warnings.push(Problem::new("/x", "odd"));

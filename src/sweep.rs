@@ -19,7 +19,7 @@
 use std::collections::HashSet;
 use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::SystemTime;
+use std::time::{Instant, SystemTime};
 
 use rayon::prelude::*;
 
@@ -35,6 +35,7 @@ use crate::plan::{
     BlobDeletion, LayerLinkDeletion, ManifestDeletion, Plan, RepositoryDeletion, ShardDeletion,
     UploadDeletion,
 };
+use crate::report::{lap, Timings};
 use crate::storage::Storage;
 
 /// What the sweep actually removed, and what it failed to remove.
@@ -61,8 +62,28 @@ fn remove_each<T: Clone>(
     done: &AtomicU64,
     key: impl Fn(&T) -> String,
 ) -> (Vec<T>, Vec<Problem>) {
+    remove_each_with(storage, items, done, key, |keys| storage.remove_trees(keys))
+}
+
+/// [`remove_each`] for link directories ([`Storage::remove_links`]).
+fn remove_links_each<T: Clone>(
+    storage: &dyn Storage,
+    items: &[T],
+    done: &AtomicU64,
+    key: impl Fn(&T) -> String,
+) -> (Vec<T>, Vec<Problem>) {
+    remove_each_with(storage, items, done, key, |keys| storage.remove_links(keys))
+}
+
+fn remove_each_with<T: Clone>(
+    storage: &dyn Storage,
+    items: &[T],
+    done: &AtomicU64,
+    key: impl Fn(&T) -> String,
+    remove: impl FnOnce(&[String]) -> Vec<io::Result<()>>,
+) -> (Vec<T>, Vec<Problem>) {
     let keys: Vec<String> = items.iter().map(key).collect();
-    let results = storage.remove_trees(&keys);
+    let results = remove(&keys);
     let mut ok = Vec::with_capacity(items.len());
     let mut failed = Vec::new();
     for ((item, key), result) in items.iter().zip(&keys).zip(results) {
@@ -118,8 +139,10 @@ pub fn sweep(
     since: SystemTime,
     done: &AtomicU64,
     last_look: impl FnOnce(&dyn Storage, &HashSet<Digest>) -> Look,
+    timings: &mut Timings,
 ) -> Outcome {
     let mut outcome = Outcome::default();
+    let mut clock = Instant::now();
 
     // Tag-history entries first: a revision goes only once nothing in the history names it.
     let entries: Vec<(usize, String)> = plan
@@ -132,7 +155,8 @@ pub fn sweep(
                 .map(move |t| (i, layout::tag_index_entry(&m.repository, t, &m.digest)))
         })
         .collect();
-    let (removed, failed) = remove_each(storage, &entries, &AtomicU64::new(0), |e| e.1.clone());
+    let (removed, failed) =
+        remove_links_each(storage, &entries, &AtomicU64::new(0), |e| e.1.clone());
     outcome.failures.extend(failed);
     let mut entries_left: Vec<usize> = plan.manifests.iter().map(|m| m.tags.len()).collect();
     for (i, _) in removed {
@@ -145,17 +169,18 @@ pub fn sweep(
         .filter(|(_, left)| *left == 0)
         .map(|(m, _)| m.clone())
         .collect();
-    let (manifests, failed) = remove_each(storage, &ready, done, |m| {
+    let (manifests, failed) = remove_links_each(storage, &ready, done, |m| {
         layout::revision_dir(&m.repository, &m.digest)
     });
     outcome.manifests = manifests;
     outcome.failures.extend(failed);
 
-    let (links, failed) = remove_each(storage, &plan.layer_links, done, |l| {
+    let (links, failed) = remove_links_each(storage, &plan.layer_links, done, |l| {
         layout::layer_dir(&l.repository, &l.digest)
     });
     outcome.layer_links = links;
     outcome.failures.extend(failed);
+    timings.references = lap(&mut clock);
     if !outcome.failures.is_empty() {
         // References that could not be removed still name their blobs: leave every blob (and
         // shard) for a run that can remove the references first.
@@ -172,10 +197,12 @@ pub fn sweep(
         outcome.layer_links.sort();
         outcome.failures.sort();
         tidy_trash(storage);
+        timings.tidy = lap(&mut clock);
         return outcome;
     }
 
-    sweep_blobs_through_trash(storage, plan, done, last_look, &mut outcome);
+    sweep_blobs_through_trash(storage, plan, done, last_look, &mut outcome, timings);
+    clock = Instant::now();
 
     // A shard only goes if it is empty now: a blob pushed into it meanwhile keeps it.
     for shard in &plan.shards {
@@ -193,6 +220,7 @@ pub fn sweep(
 
     housekeeping(storage, plan, since, done, &mut outcome);
     tidy_trash(storage);
+    timings.tidy = lap(&mut clock);
 
     outcome.manifests.sort();
     outcome.layer_links.sort();
@@ -210,7 +238,9 @@ fn sweep_blobs_through_trash(
     done: &AtomicU64,
     last_look: impl FnOnce(&dyn Storage, &HashSet<Digest>) -> Look,
     outcome: &mut Outcome,
+    timings: &mut Timings,
 ) {
+    let mut clock = Instant::now();
     let trash = blob_trash(storage);
     let pairs: Vec<(String, String)> = plan
         .blobs
@@ -242,19 +272,21 @@ fn sweep_blobs_through_trash(
     }
     done.fetch_add(plan.blobs.len() as u64, Ordering::Relaxed);
     outcome.failures.extend(failed);
+    timings.trash = lap(&mut clock);
     let candidates: HashSet<Digest> = trashed.iter().map(|b| b.digest.clone()).collect();
     let look = if candidates.is_empty() {
         Look::default()
     } else {
         last_look(&TrashView::new(storage, trash, &candidates), &candidates)
     };
+    timings.last_look = lap(&mut clock);
     let keep_all = !look.diagnostics.errors.is_empty();
     let (back, gone): (Vec<BlobDeletion>, Vec<BlobDeletion>) = trashed
         .into_iter()
         .partition(|b| keep_all || look.live_blobs.contains(&b.digest));
     outcome.rescued_blobs = back.len();
     for b in &back {
-        if let Err(p) = restore(storage, trash, &b.digest) {
+        if let Err(p) = restore(storage, &layout::trash_entry(trash, &b.digest), &b.digest) {
             outcome.failures.push(p);
         }
     }
@@ -282,6 +314,7 @@ fn sweep_blobs_through_trash(
     }
     outcome.blobs = blobs;
     outcome.failures.extend(failed);
+    timings.delete = lap(&mut clock);
 }
 
 /// Abandoned uploads, then repositories left with nothing in them. Each gets a last look
@@ -383,25 +416,34 @@ fn blob_trash(storage: &dyn Storage) -> &'static str {
     }
 }
 
-/// Remove the trash directories when nothing is left in them.
+/// Remove the trash directories when nothing is left in them: its shards, then itself.
 fn tidy_trash(storage: &dyn Storage) {
     let _ = storage.remove_empty_dir(layout::TRASH_GONE);
     for trash in layout::TRASHES {
+        if let Ok(entries) = storage.list_dir(trash) {
+            let shards: Vec<String> = entries
+                .iter()
+                .filter(|e| layout::is_trash_shard(&e.name))
+                .map(|e| format!("{trash}/{}", e.name))
+                .collect();
+            shards.par_iter().for_each(|s| {
+                let _ = storage.remove_empty_dir(s);
+            });
+        }
         let _ = storage.remove_empty_dir(trash);
     }
 }
 
-/// Put a blob back from the trash. If the blob was pushed again meanwhile (its directory
-/// exists), the trashed copy is the same content and is simply removed.
-fn restore(storage: &dyn Storage, trash: &str, digest: &Digest) -> Result<(), Problem> {
-    let entry = layout::trash_entry(trash, digest);
-    match storage.rename(&entry, &layout::blob_dir(digest)) {
+/// Put a blob back from the trash (from `entry`). If the blob was pushed again meanwhile (its
+/// directory exists), the trashed copy is the same content and is simply removed.
+fn restore(storage: &dyn Storage, entry: &str, digest: &Digest) -> Result<(), Problem> {
+    match storage.rename(entry, &layout::blob_dir(digest)) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => storage
-            .remove_all(&entry)
-            .map_err(|e| Problem::new(storage.display(&entry), format!("cannot delete: {e}"))),
+            .remove_all(entry)
+            .map_err(|e| Problem::new(storage.display(entry), format!("cannot delete: {e}"))),
         Err(e) => Err(Problem::new(
-            storage.display(&entry),
+            storage.display(entry),
             format!(
                 "cannot put back from the trash to {}: {e}",
                 storage.display(&layout::blob_dir(digest))
@@ -410,9 +452,63 @@ fn restore(storage: &dyn Storage, trash: &str, digest: &Digest) -> Result<(), Pr
     }
 }
 
+/// The blobs in a trash, by the key of their entry: in its shards, or flat (older runs).
+fn trash_contents(storage: &dyn Storage, trash: &str) -> (Vec<(String, Digest)>, Vec<Problem>) {
+    let mut found = Vec::new();
+    let mut problems = Vec::new();
+    let mut dirs = vec![trash.to_string()];
+    while let Some(dir) = dirs.pop() {
+        let entries = match storage.list_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(e) => {
+                problems.push(Problem::new(
+                    storage.display(&dir),
+                    format!("cannot list the trash of an interrupted run: {e}"),
+                ));
+                continue;
+            }
+        };
+        for entry in entries {
+            let key = format!("{dir}/{}", entry.name);
+            if dir == trash && layout::is_trash_shard(&entry.name) {
+                dirs.push(key);
+                continue;
+            }
+            // `gone/` is emptied before the trash is read.
+            if dir == layout::TRASH && entry.name == "gone" {
+                continue;
+            }
+            let digest = entry
+                .name
+                .split_once('-')
+                .and_then(|(alg, hex)| format!("{alg}:{hex}").parse::<Digest>().ok())
+                .filter(|_| entry.utf8);
+            match digest {
+                Some(d) => found.push((key, d)),
+                None => problems.push(Problem::new(
+                    storage.display(&key),
+                    "not a blob in regsweep's trash; left alone",
+                )),
+            }
+        }
+    }
+    (found, problems)
+}
+
 /// Put back everything a killed run left in the trash, before anything else happens: the
-/// mark then decides afresh. Returns how many blobs came back, and the problems.
+/// mark then decides afresh. First finish the link removals it left half done. Returns how
+/// many blobs came back, and the problems.
 pub fn recover_trash(storage: &dyn Storage) -> (usize, Vec<Problem>) {
+    if let Err(e) = storage.finish_removals() {
+        return (
+            0,
+            vec![Problem::new(
+                storage.display(layout::REMOVING),
+                format!("cannot finish the removals of an interrupted run: {e}"),
+            )],
+        );
+    }
     // Half-finished deletions of a killed run: finish them.
     if let Err(e) = storage.remove_all(layout::TRASH_GONE) {
         return (
@@ -426,35 +522,12 @@ pub fn recover_trash(storage: &dyn Storage) -> (usize, Vec<Problem>) {
     let mut restored = 0;
     let mut problems = Vec::new();
     for trash in layout::TRASHES {
-        let entries = match storage.list_dir(trash) {
-            Ok(entries) => entries,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-            Err(e) => {
-                problems.push(Problem::new(
-                    storage.display(trash),
-                    format!("cannot list the trash of an interrupted run: {e}"),
-                ));
-                continue;
-            }
-        };
-        for entry in entries {
-            let digest = entry
-                .name
-                .split_once('-')
-                .and_then(|(alg, hex)| format!("{alg}:{hex}").parse::<Digest>().ok());
-            match digest {
-                Some(d) if entry.utf8 && layout::trash_entry(trash, &d).ends_with(&entry.name) => {
-                    match restore(storage, trash, &d) {
-                        Ok(()) => restored += 1,
-                        Err(p) => problems.push(p),
-                    }
-                }
-                // `gone/` was emptied above.
-                _ if trash == layout::TRASH && entry.name == "gone" => {}
-                _ => problems.push(Problem::new(
-                    storage.display(&format!("{trash}/{}", entry.name)),
-                    "not a blob in regsweep's trash; left alone",
-                )),
+        let (found, listed) = trash_contents(storage, trash);
+        problems.extend(listed);
+        for (entry, digest) in found {
+            match restore(storage, &entry, &digest) {
+                Ok(()) => restored += 1,
+                Err(p) => problems.push(p),
             }
         }
     }

@@ -116,6 +116,33 @@ impl FsStorage {
         }
     }
 
+    /// Remove a link directory in place: its `link` (through a descriptor of the directory
+    /// opened without following a symbolic link, so nothing outside the root is reached),
+    /// then the directory. Anything else inside, or a directory that is not one, goes the
+    /// long way.
+    fn remove_link_dir(&self, key: &str) -> io::Result<()> {
+        use rustix::fs::{openat, unlinkat, AtFlags, Mode, OFlags, CWD};
+        let path = self.path(key)?;
+        self.check_inside(&path)?;
+        let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        let dir = match openat(CWD, &path, flags, Mode::empty()) {
+            Ok(fd) => fd,
+            Err(rustix::io::Errno::NOENT) => return Ok(()),
+            // A symbolic link or a file where a directory should be.
+            Err(_) => return self.remove_all(key),
+        };
+        match unlinkat(&dir, layout::LINK_FILE, AtFlags::empty()) {
+            Ok(()) | Err(rustix::io::Errno::NOENT) => {}
+            Err(_) => return self.remove_all(key),
+        }
+        drop(dir);
+        match unlinkat(CWD, &path, AtFlags::REMOVEDIR) {
+            Ok(()) | Err(rustix::io::Errno::NOENT) => Ok(()),
+            Err(rustix::io::Errno::NOTEMPTY) => self.remove_all(key),
+            Err(e) => Err(e.into()),
+        }
+    }
+
     /// Open a key that must be a regular file (not a link, a directory or a FIFO).
     fn open_regular(&self, key: &str) -> io::Result<(fs::File, fs::Metadata)> {
         let file = self.open_nofollow(key)?;
@@ -396,6 +423,66 @@ impl Storage for FsStorage {
 
     fn remove_trees(&self, keys: &[String]) -> Vec<io::Result<()>> {
         keys.par_iter().map(|k| self.remove_tree(k)).collect()
+    }
+
+    /// In place, each directory's `link` then the directory, all side by side, after
+    /// recording the keys in [`layout::REMOVING`]. A move into one directory of our own (as
+    /// [`Storage::remove_trees`] does) would be atomic per key, but every such move takes the
+    /// filesystem's one rename lock and the target directory's lock: with tens of thousands
+    /// of links the sweep waited in line instead of deleting (BENCHMARKS.md). A kill between
+    /// the two removals leaves an empty directory the record names, which the next run removes
+    /// ([`Storage::finish_removals`]). The record stays if anything failed, for the same
+    /// reason.
+    fn remove_links(&self, keys: &[String]) -> Vec<io::Result<()>> {
+        if keys.is_empty() {
+            return Vec::new();
+        }
+        let mut record = keys.join("\n");
+        record.push('\n');
+        if self
+            .write_atomic(layout::REMOVING, record.as_bytes())
+            .is_err()
+        {
+            // Without the record a kill could leave what no run finishes: one move each.
+            return self.remove_trees(keys);
+        }
+        let results: Vec<io::Result<()>> =
+            keys.par_iter().map(|k| self.remove_link_dir(k)).collect();
+        if results.iter().all(Result::is_ok) {
+            let _ = self.remove_all(layout::REMOVING);
+        }
+        results
+    }
+
+    fn finish_removals(&self) -> io::Result<usize> {
+        // A record a killed run was still writing (the run lock is ours, so no other run is).
+        let (dir, name) = layout::REMOVING
+            .rsplit_once('/')
+            .unwrap_or(("", layout::REMOVING));
+        let partial = format!(".{name}.");
+        for entry in self.list_dir(dir)? {
+            if entry.name.starts_with(&partial) && entry.name.ends_with(".tmp") {
+                self.remove_all(&format!("{dir}/{}", entry.name))?;
+            }
+        }
+        let mut buf = Vec::new();
+        match self.read_into(layout::REMOVING, 1 << 30, &mut buf) {
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
+            Err(e) => return Err(e),
+        }
+        let text = String::from_utf8_lossy(&buf);
+        let keys: Vec<&str> = text.lines().filter(|k| !k.is_empty()).collect();
+        // Only what is empty: a directory whose `link` is still there was not reached (or
+        // was pushed again since), and the mark decides about it afresh.
+        let results: Vec<io::Result<bool>> =
+            keys.par_iter().map(|k| self.remove_empty_dir(k)).collect();
+        let mut removed = 0;
+        for result in results {
+            removed += usize::from(result?);
+        }
+        self.remove_all(layout::REMOVING)?;
+        Ok(removed)
     }
 
     fn write_atomic(&self, key: &str, content: &[u8]) -> io::Result<()> {

@@ -135,6 +135,20 @@ pub trait Storage: Sync + Send {
         keys.par_iter().map(|k| self.remove_all(k)).collect()
     }
 
+    /// Remove link directories (each holds a `link` file and nothing else), each so that a
+    /// kill never leaves what a later run cannot finish (see [`Storage::finish_removals`]).
+    /// Results in the order of `keys`; a missing key is success. By default as
+    /// [`Storage::remove_trees`].
+    fn remove_links(&self, keys: &[String]) -> Vec<io::Result<()>> {
+        self.remove_trees(keys)
+    }
+
+    /// Finish what an interrupted [`Storage::remove_links`] left half done. Returns how many
+    /// directories it removed.
+    fn finish_removals(&self) -> io::Result<usize> {
+        Ok(0)
+    }
+
     /// Move each `(from, to)` pair as [`Storage::rename`] does. Results in the order of
     /// `pairs`. Backends batch what they can (object storage: the copies at once, then the
     /// sources deleted 1,000 a request).
