@@ -32,6 +32,23 @@ pub enum Command {
     Report(ReportArgs),
     /// Find damage without changing anything; --verify also hashes every blob.
     Check(CheckArgs),
+    /// Print the shell completion script for SHELL (bash, zsh, fish, elvish, powershell).
+    Completions(CompletionsArgs),
+    /// Write the man pages (regsweep.1 and one per subcommand, regsweep-gc.1, ...) into DIR.
+    Man(ManArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell to complete for.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
+}
+
+#[derive(Debug, Args)]
+pub struct ManArgs {
+    /// The directory to write the pages into (created if missing).
+    pub dir: PathBuf,
 }
 
 #[derive(Debug, Args)]
@@ -210,6 +227,11 @@ pub struct CommonArgs {
     /// $XDG_CACHE_HOME/regsweep/manifests or ~/.cache/regsweep/manifests; `off` for none).
     #[arg(long, value_name = "DIR|off")]
     pub cache_dir: Option<PathBuf>,
+
+    /// Write Prometheus metrics of the run to PATH, in the node_exporter textfile collector's
+    /// format (e.g. /var/lib/prometheus/node-exporter/regsweep-gc.prom), atomically.
+    #[arg(long, value_name = "PATH")]
+    pub metrics_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -20,6 +20,7 @@ pub mod lock;
 pub mod manifest;
 pub mod manifest_cache;
 pub mod mark;
+pub mod metrics;
 pub mod parse;
 pub mod plan;
 pub mod progress;

@@ -11,6 +11,7 @@ use clap::Parser;
 use regsweep::delete::Reference;
 use regsweep::error::{Error, Problem};
 use regsweep::manifest_cache::ManifestCache;
+use regsweep::metrics::{self, Metrics};
 use regsweep::prune::{self, Rule, RuleSpec};
 use regsweep::registry_cache::{self, CacheReport, Gone, RegistryCache};
 use regsweep::report::{write_json, EditReport, GcReport};
@@ -27,6 +28,45 @@ fn main() -> ExitCode {
         cli::Command::Prune(args) => run_prune(args),
         cli::Command::Report(args) => run_report(args),
         cli::Command::Check(args) => run_check(args),
+        cli::Command::Completions(args) => run_completions(args),
+        cli::Command::Man(args) => run_man(args),
+    }
+}
+
+fn run_completions(args: cli::CompletionsArgs) -> ExitCode {
+    use clap::CommandFactory;
+    let mut cmd = cli::Cli::command();
+    clap_complete::generate(args.shell, &mut cmd, "regsweep", &mut io::stdout());
+    ExitCode::SUCCESS
+}
+
+fn run_man(args: cli::ManArgs) -> ExitCode {
+    use clap::CommandFactory;
+    let written = std::fs::create_dir_all(&args.dir)
+        .and_then(|()| clap_mangen::generate_to(cli::Cli::command(), &args.dir));
+    match written {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(&Error::target(
+            &args.dir,
+            format!("cannot write the man pages: {e}"),
+        )),
+    }
+}
+
+/// Write the run's metrics where `--metrics-file` says; false (said on stderr) if it failed.
+fn write_metrics(path: Option<&Path>, metrics: impl FnOnce() -> Metrics) -> bool {
+    let Some(path) = path else {
+        return true;
+    };
+    match metrics().write(path) {
+        Ok(()) => true,
+        Err(e) => {
+            eprintln!(
+                "regsweep: error: {}: cannot write the metrics: {e}",
+                path.display()
+            );
+            false
+        }
     }
 }
 
@@ -64,6 +104,8 @@ trait Output: serde::Serialize {
     fn gone(&self) -> Gone;
     /// The registry cache's report, and how long it took; its errors are the command's too.
     fn set_cache(&mut self, cache: CacheReport, seconds: f64);
+    /// What `--metrics-file` gets.
+    fn metrics(&self) -> Metrics;
     fn problems(&self) -> Vec<(&'static str, &Problem)>;
     fn write_human(&self, out: &mut dyn Write, verbose: bool) -> io::Result<()>;
     fn exit_code(&self) -> i32;
@@ -88,6 +130,9 @@ impl Output for GcReport {
         gone.add_deleted(&self.deleted);
         gone
     }
+    fn metrics(&self) -> Metrics {
+        metrics::of_gc(self)
+    }
     fn set_cache(&mut self, cache: CacheReport, seconds: f64) {
         self.errors.extend(cache.errors.iter().cloned());
         self.cache = Some(cache);
@@ -111,6 +156,9 @@ impl Output for EditReport {
             gc.root_source = target.resolved.source.clone();
         }
         self.warnings.extend(target.config_warnings());
+    }
+    fn metrics(&self) -> Metrics {
+        metrics::of_edit(self)
     }
     fn gone(&self) -> Gone {
         let mut gone = Gone::default();
@@ -148,12 +196,14 @@ impl Output for EditReport {
 /// Problems to stderr (one line each, path first, so they can be grepped), the JSON report
 /// where asked, the human summary on stdout unless quiet or stdout carries the JSON. A report
 /// that cannot be written is an error (exit 1), but never hides the summary of what was done.
+#[allow(clippy::too_many_arguments)]
 fn finish(
     mut report: impl Output,
     target: &Opened,
     cache: &cli::CacheArgs,
     dry_run: bool,
     json: Option<Sink>,
+    metrics_file: Option<&Path>,
     quiet: bool,
     verbose: bool,
 ) -> ExitCode {
@@ -187,6 +237,7 @@ fn finish(
     if !quiet && !json_to_stdout {
         failed |= !Sink::Stdout.write("summary", |w| report.write_human(w, verbose));
     }
+    failed |= !write_metrics(metrics_file, || report.metrics());
     ExitCode::from(report.exit_code().max(i32::from(failed)) as u8)
 }
 
@@ -206,6 +257,7 @@ fn run_gc(args: cli::GcArgs) -> ExitCode {
         empty_repositories: args.housekeeping.empty_repositories,
         unreferenced: args.housekeeping.unreferenced(),
     };
+    let started = std::time::Instant::now();
     match gc(opened.storage.as_ref(), &options) {
         Ok(report) => finish(
             report,
@@ -213,11 +265,33 @@ fn run_gc(args: cli::GcArgs) -> ExitCode {
             &args.cache,
             args.dry_run,
             json,
+            args.common.metrics_file.as_deref(),
             args.quiet,
             args.verbose,
         ),
-        Err(e) => fail(&e),
+        Err(e) => failed_run(&e, &args.common, "gc", args.dry_run, started),
     }
+}
+
+/// A run that stopped before it had a report (another run holds the lock, ...): said, and
+/// counted as failed in the metrics.
+fn failed_run(
+    e: &Error,
+    common: &cli::CommonArgs,
+    command: &str,
+    dry_run: bool,
+    started: std::time::Instant,
+) -> ExitCode {
+    let code = fail(e);
+    write_metrics(common.metrics_file.as_deref(), || {
+        Metrics::new(
+            command,
+            metrics::Outcome::Failed,
+            started.elapsed().as_secs_f64(),
+            dry_run,
+        )
+    });
+    code
 }
 
 fn edit_options(args: &cli::EditArgs) -> EditOptions {
@@ -249,6 +323,7 @@ fn run_edit(
         Ok(opened) => opened,
         Err(code) => return code,
     };
+    let started = std::time::Instant::now();
     match regsweep::edit(
         opened.storage.as_ref(),
         command,
@@ -261,10 +336,11 @@ fn run_edit(
             &args.cache,
             args.dry_run,
             json,
+            args.common.metrics_file.as_deref(),
             args.quiet,
             args.verbose,
         ),
-        Err(e) => fail(&e),
+        Err(e) => failed_run(&e, &args.common, command, args.dry_run, started),
     }
 }
 
@@ -360,6 +436,14 @@ fn open<const N: usize>(
         return Err(usage(&[
             "only one output can go to stdout (`-`); write the others to files".into(),
         ]));
+    }
+    if let Some(path) = &common.metrics_file {
+        regsweep::metrics::check_writable(path).map_err(|e| {
+            fail(&Error::target(
+                path,
+                format!("cannot write metrics there: {e}; nothing was done"),
+            ))
+        })?;
     }
     let mut sinks: [Option<Sink>; N] = std::array::from_fn(|_| None);
     for (sink, path) in sinks.iter_mut().zip(outputs) {
@@ -492,6 +576,7 @@ fn run_report(args: cli::ReportArgs) -> ExitCode {
         Ok(opened) => opened,
         Err(code) => return code,
     };
+    let started = std::time::Instant::now();
     let mut report = regsweep::usage::usage(opened.storage.as_ref(), args.uploads_older_than.0);
     report.root_source = opened.resolved.source.clone();
     for (severity, p) in tagged(&report.warnings, &report.errors) {
@@ -513,6 +598,9 @@ fn run_report(args: cli::ReportArgs) -> ExitCode {
     if !args.quiet && !stdout_taken {
         failed |= !Sink::Stdout.write("table", |w| report.write_human(w, args.top));
     }
+    failed |= !write_metrics(args.common.metrics_file.as_deref(), || {
+        metrics::of_usage(&report, started.elapsed().as_secs_f64())
+    });
     ExitCode::from(report.exit_code().max(i32::from(failed)) as u8)
 }
 
@@ -542,5 +630,8 @@ fn run_check(args: cli::CheckArgs) -> ExitCode {
     if !args.quiet && !json_to_stdout {
         failed |= !Sink::Stdout.write("summary", |w| report.write_human(w));
     }
+    failed |= !write_metrics(args.common.metrics_file.as_deref(), || {
+        metrics::of_check(&report)
+    });
     ExitCode::from(report.exit_code().max(i32::from(failed)) as u8)
 }

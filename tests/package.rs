@@ -1,0 +1,127 @@
+//! Installed like a system tool (issue 16): the Debian package is built from the repository,
+//! installed with `dpkg -i`, and then what an administrator relies on is there: the binary,
+//! the man pages, the completions, the systemd units (which `systemd-analyze verify` accepts),
+//! the example policy. The man pages and completions are regenerated here and compared with
+//! what the package installed, so they cannot drift from `--help`.
+
+mod support;
+
+use std::path::Path;
+use std::process::Command;
+
+use support::tree::{regsweep, run};
+
+fn available(tool: &str) -> bool {
+    let found = Command::new("sh")
+        .arg("-c")
+        .arg(format!("command -v {tool}"))
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !found && std::env::var_os("CI").is_some() {
+        panic!("{tool} is not installed and CI is set: run scripts/test, which installs it");
+    }
+    found
+}
+
+fn sh(cmd: &mut Command) -> String {
+    let out = cmd.output().expect("run");
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn gunzip(path: &Path) -> Vec<u8> {
+    let out = Command::new("gzip")
+        .arg("-dc")
+        .arg(path)
+        .output()
+        .expect("gzip");
+    assert!(out.status.success(), "{}", path.display());
+    out.stdout
+}
+
+#[test]
+fn the_package_installs_a_binary_man_pages_completions_and_units() {
+    let root = unsafe { libc::geteuid() } == 0;
+    if !root
+        || !["cargo-deb", "dpkg", "man", "systemd-analyze"]
+            .iter()
+            .all(|t| available(t))
+    {
+        eprintln!("skipping: needs root, cargo-deb, dpkg, man and systemd-analyze (scripts/test)");
+        return;
+    }
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let built = sh(Command::new(repo.join("scripts/build-deb")).arg("--debug"));
+    let deb = repo.join(built.lines().last().expect("the package's path"));
+    sh(Command::new("dpkg").arg("-i").arg(&deb));
+
+    let version = sh(Command::new("/usr/bin/regsweep").arg("--version"));
+    assert_eq!(
+        version.trim(),
+        format!("regsweep {}", env!("CARGO_PKG_VERSION"))
+    );
+    for page in [
+        "regsweep",
+        "regsweep-gc",
+        "regsweep-delete",
+        "regsweep-prune",
+        "regsweep-report",
+        "regsweep-check",
+    ] {
+        let path = sh(Command::new("man").args(["-w", page]));
+        assert!(
+            path.trim().ends_with(&format!("{page}.1.gz")),
+            "{page}: {path}"
+        );
+    }
+    let units = [
+        "/lib/systemd/system/regsweep-gc.service",
+        "/lib/systemd/system/regsweep-gc.timer",
+    ];
+    sh(Command::new("systemd-analyze").arg("verify").args(units));
+    let service = std::fs::read_to_string(units[0]).unwrap();
+    assert!(service.contains("gc -m --min-age 6h --quiet --json /var/log/regsweep/"));
+    assert!(service.contains("/etc/docker/registry/config.yml"));
+    let timer = std::fs::read_to_string(units[1]).unwrap();
+    assert!(timer.contains("RandomizedDelaySec="));
+    // Installed, not enabled: no symlink in timers.target.wants.
+    assert!(!Path::new("/etc/systemd/system/timers.target.wants/regsweep-gc.timer").exists());
+    assert!(Path::new("/usr/share/doc/regsweep/examples/policy.json").is_file());
+
+    // Regenerated now, from the binary under test: the same bytes as packaged.
+    let dir = tempfile::tempdir().unwrap();
+    let r = run(&["man", dir.path().to_str().unwrap()]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let mut pages = 0;
+    for entry in std::fs::read_dir(dir.path()).unwrap().flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let packaged = gunzip(&Path::new("/usr/share/man/man1").join(format!("{name}.gz")));
+        assert_eq!(
+            std::fs::read(entry.path()).unwrap(),
+            packaged,
+            "{name} drifted"
+        );
+        pages += 1;
+    }
+    assert_eq!(pages, 8, "regsweep.1 and one page per subcommand");
+    for (shell, installed) in [
+        ("bash", "/usr/share/bash-completion/completions/regsweep"),
+        ("zsh", "/usr/share/zsh/vendor-completions/_regsweep"),
+        ("fish", "/usr/share/fish/vendor_completions.d/regsweep.fish"),
+    ] {
+        let out = regsweep().args(["completions", shell]).output().unwrap();
+        assert!(out.status.success());
+        assert_eq!(
+            out.stdout,
+            std::fs::read(installed).unwrap(),
+            "{shell} completions drifted"
+        );
+        assert!(String::from_utf8_lossy(&out.stdout).contains("--min-age"));
+    }
+    sh(Command::new("dpkg").args(["-r", "regsweep"]));
+}
