@@ -196,17 +196,19 @@ impl Output for EditReport {
 /// Problems to stderr (one line each, path first, so they can be grepped), the JSON report
 /// where asked, the human summary on stdout unless quiet or stdout carries the JSON. A report
 /// that cannot be written is an error (exit 1), but never hides the summary of what was done.
-#[allow(clippy::too_many_arguments)]
-fn finish(
-    mut report: impl Output,
-    target: &Opened,
-    cache: &cli::CacheArgs,
+/// How a command that deletes (gc, delete, prune) ends: what it was asked for.
+struct Finish<'a> {
+    command: &'a str,
+    cache: &'a cli::CacheArgs,
+    common: &'a cli::CommonArgs,
     dry_run: bool,
-    json: Option<Sink>,
-    metrics_file: Option<&Path>,
     quiet: bool,
     verbose: bool,
-) -> ExitCode {
+    started: std::time::Instant,
+}
+
+fn finish(mut report: impl Output, target: &Opened, json: Option<Sink>, how: &Finish) -> ExitCode {
+    let (cache, dry_run, quiet, verbose) = (how.cache, how.dry_run, how.quiet, how.verbose);
     report.annotate(target);
     // After the run, whatever it did: entries for what is not in storage are stale whoever
     // removed it, and evicting one is always safe.
@@ -237,7 +239,7 @@ fn finish(
     if !quiet && !json_to_stdout {
         failed |= !Sink::Stdout.write("summary", |w| report.write_human(w, verbose));
     }
-    failed |= !write_metrics(metrics_file, || report.metrics());
+    failed |= !write_metrics(how.common.metrics_file.as_deref(), || report.metrics());
     ExitCode::from(report.exit_code().max(i32::from(failed)) as u8)
 }
 
@@ -258,37 +260,32 @@ fn run_gc(args: cli::GcArgs) -> ExitCode {
         unreferenced: args.housekeeping.unreferenced(),
     };
     let started = std::time::Instant::now();
-    match gc(opened.storage.as_ref(), &options) {
-        Ok(report) => finish(
-            report,
-            &opened,
-            &args.cache,
-            args.dry_run,
-            json,
-            args.common.metrics_file.as_deref(),
-            args.quiet,
-            args.verbose,
-        ),
-        Err(e) => failed_run(&e, &args.common, "gc", args.dry_run, started),
+    let result = gc(opened.storage.as_ref(), &options);
+    let how = Finish {
+        command: "gc",
+        cache: &args.cache,
+        common: &args.common,
+        dry_run: args.dry_run,
+        quiet: args.quiet,
+        verbose: args.verbose,
+        started,
+    };
+    match result {
+        Ok(report) => finish(report, &opened, json, &how),
+        Err(e) => failed_run(&e, &how),
     }
 }
 
 /// A run that stopped before it had a report (another run holds the lock, ...): said, and
 /// counted as failed in the metrics.
-fn failed_run(
-    e: &Error,
-    common: &cli::CommonArgs,
-    command: &str,
-    dry_run: bool,
-    started: std::time::Instant,
-) -> ExitCode {
+fn failed_run(e: &Error, how: &Finish) -> ExitCode {
     let code = fail(e);
-    write_metrics(common.metrics_file.as_deref(), || {
+    write_metrics(how.common.metrics_file.as_deref(), || {
         Metrics::new(
-            command,
+            how.command,
             metrics::Outcome::Failed,
-            started.elapsed().as_secs_f64(),
-            dry_run,
+            how.started.elapsed().as_secs_f64(),
+            how.dry_run,
         )
     });
     code
@@ -324,23 +321,24 @@ fn run_edit(
         Err(code) => return code,
     };
     let started = std::time::Instant::now();
-    match regsweep::edit(
+    let result = regsweep::edit(
         opened.storage.as_ref(),
         command,
         &edit_options(args),
         select,
-    ) {
-        Ok(report) => finish(
-            report,
-            &opened,
-            &args.cache,
-            args.dry_run,
-            json,
-            args.common.metrics_file.as_deref(),
-            args.quiet,
-            args.verbose,
-        ),
-        Err(e) => failed_run(&e, &args.common, command, args.dry_run, started),
+    );
+    let how = Finish {
+        command,
+        cache: &args.cache,
+        common: &args.common,
+        dry_run: args.dry_run,
+        quiet: args.quiet,
+        verbose: args.verbose,
+        started,
+    };
+    match result {
+        Ok(report) => finish(report, &opened, json, &how),
+        Err(e) => failed_run(&e, &how),
     }
 }
 

@@ -476,50 +476,47 @@ fn evict(
     report
 }
 
-/// SCAN every key matching `pattern`, `BATCH` at a time.
-fn scan(con: &mut redis::Connection, pattern: &str) -> redis::RedisResult<Vec<String>> {
-    let mut keys = Vec::new();
+/// Every item a cursor command returns (SCAN, SSCAN), `BATCH` a step, UTF-8 only (a key that
+/// is not is none of the registry's), each once (a cursor may return an item twice).
+fn all_of(
+    con: &mut redis::Connection,
+    command: impl Fn(u64) -> redis::Cmd,
+) -> redis::RedisResult<Vec<String>> {
+    let mut items = Vec::new();
     let mut cursor: u64 = 0;
     loop {
-        let (next, batch): (u64, Vec<Vec<u8>>) = redis::cmd("SCAN")
-            .arg(cursor)
+        let (next, batch): (u64, Vec<Vec<u8>>) = command(cursor).query(con)?;
+        items.extend(batch.into_iter().filter_map(|k| String::from_utf8(k).ok()));
+        if next == 0 {
+            break;
+        }
+        cursor = next;
+    }
+    items.sort_unstable();
+    items.dedup();
+    Ok(items)
+}
+
+/// Every key matching `pattern` (SCAN, never KEYS).
+fn scan(con: &mut redis::Connection, pattern: &str) -> redis::RedisResult<Vec<String>> {
+    all_of(con, |cursor| {
+        let mut cmd = redis::cmd("SCAN");
+        cmd.arg(cursor)
             .arg("MATCH")
             .arg(pattern)
             .arg("COUNT")
-            .arg(BATCH)
-            .query(con)?;
-        // A key that is not UTF-8 is none of the registry's.
-        keys.extend(batch.into_iter().filter_map(|k| String::from_utf8(k).ok()));
-        if next == 0 {
-            break;
-        }
-        cursor = next;
-    }
-    // SCAN may return a key twice.
-    keys.sort_unstable();
-    keys.dedup();
-    Ok(keys)
+            .arg(BATCH);
+        cmd
+    })
 }
 
+/// Every member of the set `key`.
 fn sscan(con: &mut redis::Connection, key: &str) -> redis::RedisResult<Vec<String>> {
-    let mut members = Vec::new();
-    let mut cursor: u64 = 0;
-    loop {
-        let (next, batch): (u64, Vec<Vec<u8>>) = redis::cmd("SSCAN")
-            .arg(key)
-            .arg(cursor)
-            .arg("COUNT")
-            .arg(BATCH)
-            .query(con)?;
-        members.extend(batch.into_iter().filter_map(|m| String::from_utf8(m).ok()));
-        if next == 0 {
-            break;
-        }
-        cursor = next;
-    }
-    members.sort_unstable();
-    members.dedup();
-    Ok(members)
+    all_of(con, |cursor| {
+        let mut cmd = redis::cmd("SSCAN");
+        cmd.arg(key).arg(cursor).arg("COUNT").arg(BATCH);
+        cmd
+    })
 }
 
 fn evict_on(
