@@ -42,6 +42,17 @@ pub enum Outcome {
     Failed,
 }
 
+impl Outcome {
+    /// A refusal first (it also exits 1), then the exit code.
+    fn of(refused: bool, exit_code: i32) -> Outcome {
+        match (refused, exit_code) {
+            (true, _) => Outcome::Refused,
+            (false, 0) => Outcome::Success,
+            _ => Outcome::Failed,
+        }
+    }
+}
+
 impl Metrics {
     pub fn new(command: &str, outcome: Outcome, duration_seconds: f64, dry_run: bool) -> Metrics {
         let ended = SystemTime::now()
@@ -240,13 +251,7 @@ fn add_gc(m: &mut Metrics, r: &GcReport) {
 
 /// The metrics of `gc`.
 pub fn of_gc(r: &GcReport) -> Metrics {
-    let outcome = if r.refused {
-        Outcome::Refused
-    } else if r.exit_code() != 0 {
-        Outcome::Failed
-    } else {
-        Outcome::Success
-    };
+    let outcome = Outcome::of(r.refused, r.exit_code());
     let mut m = Metrics::new("gc", outcome, r.summary.elapsed_seconds, r.dry_run);
     add_gc(&mut m, r);
     m
@@ -255,13 +260,7 @@ pub fn of_gc(r: &GcReport) -> Metrics {
 /// The metrics of `delete` and `prune` (and of their collector, with `--gc`).
 pub fn of_edit(r: &EditReport) -> Metrics {
     let refused = r.refused || r.gc.as_ref().is_some_and(|g| g.refused);
-    let outcome = if refused {
-        Outcome::Refused
-    } else if r.exit_code() != 0 {
-        Outcome::Failed
-    } else {
-        Outcome::Success
-    };
+    let outcome = Outcome::of(refused, r.exit_code());
     // The edit's clock runs until its collector is done.
     let seconds = r.summary.elapsed_seconds;
     let mut m = Metrics::new(&r.command, outcome, seconds, r.dry_run);
@@ -286,11 +285,7 @@ pub fn of_edit(r: &EditReport) -> Metrics {
 
 /// The metrics of `report`.
 pub fn of_usage(r: &UsageReport, seconds: f64) -> Metrics {
-    let outcome = if r.exit_code() == 0 {
-        Outcome::Success
-    } else {
-        Outcome::Failed
-    };
+    let outcome = Outcome::of(false, r.exit_code());
     let t = &r.totals;
     let mut m = Metrics::new("report", outcome, seconds, true);
     m.gauge(
@@ -328,11 +323,7 @@ pub fn of_usage(r: &UsageReport, seconds: f64) -> Metrics {
 
 /// The metrics of `check`.
 pub fn of_check(r: &CheckReport) -> Metrics {
-    let outcome = if r.exit_code() == 0 {
-        Outcome::Success
-    } else {
-        Outcome::Failed
-    };
+    let outcome = Outcome::of(false, r.exit_code());
     let mut m = Metrics::new("check", outcome, r.summary.elapsed_seconds, true);
     m.gauge(
         "regsweep_last_run_problems",
