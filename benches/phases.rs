@@ -6,10 +6,10 @@ use std::sync::atomic::AtomicU64;
 use std::time::{Duration, SystemTime};
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use regsweep::discover::{self, Counters, Repository};
-use regsweep::mark::{self, LiveSet};
-use regsweep::parse::{self, Manifests};
-use regsweep::plan;
+use regsweep::gc::discover::{self, Counters, Repository};
+use regsweep::gc::mark::{self, LiveSet};
+use regsweep::gc::parse::{self, Manifests};
+use regsweep::gc::plan;
 use regsweep::storage::{FsStorage, Storage};
 use regsweep::synth::{self, SMALL};
 
@@ -110,16 +110,16 @@ fn phases(c: &mut Criterion) {
 
     c.bench_function("gc/dry-run", |b| {
         b.iter(|| {
-            regsweep::gc(
+            regsweep::gc::driver::gc(
                 &storage,
-                &regsweep::GcOptions {
+                &regsweep::gc::driver::GcOptions {
                     dry_run: true,
                     delete_untagged: true,
                     min_age: Duration::from_secs(3600),
                     ignore_errors: false,
                     wait_for_lock: false,
                     progress: false,
-                    uploads_older_than: Some(regsweep::DEFAULT_UPLOADS_OLDER_THAN),
+                    uploads_older_than: Some(regsweep::gc::driver::DEFAULT_UPLOADS_OLDER_THAN),
                     empty_repositories: false,
                     unreferenced: None,
                 },

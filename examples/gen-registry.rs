@@ -70,7 +70,7 @@ fn main() {
 }
 
 fn upload(url: &str, endpoint: Option<&str>, dir: &std::path::Path) -> Result<(), String> {
-    use regsweep::target::{resolve, Backend};
+    use regsweep::config::{resolve, Backend};
     let resolved = resolve(std::path::Path::new(url), endpoint).map_err(|e| e.to_string())?;
     let Backend::S3 { settings, prefix } = resolved.backend else {
         return Err("not an s3:// URL".into());

@@ -5,7 +5,7 @@
 //! parallel (large files through a memory map) and compared with its digest.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::io::{self, Write};
+use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime};
@@ -14,13 +14,13 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use sha2::Digest as _;
 
-use crate::digest::{Algorithm, Digest};
-use crate::discover::{self, BlobIndex, BlobState, MAX_LINK_BYTES};
-use crate::layout;
-use crate::manifest::{Manifest, MAX_MANIFEST_BYTES};
+use crate::gc::discover::{self, BlobIndex, BlobState, MAX_LINK_BYTES};
 use crate::progress::Ticker;
-use crate::report::bytes;
+use crate::registry::digest::{Algorithm, Digest};
+use crate::registry::layout;
+use crate::registry::manifest::{Manifest, MAX_MANIFEST_BYTES};
 use crate::storage::{Kind, Storage};
+use crate::units::bytes;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -85,49 +85,6 @@ pub struct CheckReport {
 impl CheckReport {
     pub fn exit_code(&self) -> i32 {
         i32::from(!self.problems.is_empty())
-    }
-
-    pub fn write_human(&self, mut out: impl Write) -> io::Result<()> {
-        let s = &self.summary;
-        writeln!(
-            out,
-            "regsweep check{} on {}",
-            if self.verify { " --verify" } else { "" },
-            self.root
-        )?;
-        crate::report::write_root_source(&mut out, &self.root_source)?;
-        writeln!(
-            out,
-            "Checked {} repositories, {} manifests, {} links, {} blobs ({})",
-            s.repositories,
-            s.manifests,
-            s.links,
-            s.blobs,
-            bytes(s.bytes)
-        )?;
-        if self.verify {
-            writeln!(
-                out,
-                "Verified {} blobs ({}) at {}/s",
-                s.verified_blobs,
-                bytes(s.verified_bytes),
-                bytes(s.verify_bytes_per_second as u64)
-            )?;
-        }
-        if self.problems.is_empty() {
-            writeln!(out, "No damage found.")?;
-        } else {
-            writeln!(out, "{} problems:", self.problems.len())?;
-            for p in &self.problems {
-                write!(out, "  {:?}: {}", p.kind, p.path)?;
-                if let Some(d) = &p.digest {
-                    write!(out, " ({d})")?;
-                }
-                writeln!(out, ": {}", p.message)?;
-            }
-        }
-        writeln!(out, "Took {:.2}s.", s.elapsed_seconds)?;
-        crate::report::write_requests(&mut out, self.requests.as_ref())
     }
 }
 
@@ -623,7 +580,7 @@ pub fn check(storage: &dyn Storage, options: Options) -> CheckReport {
     summary.problems = problems.len();
     summary.elapsed_seconds = started.elapsed().as_secs_f64();
     CheckReport {
-        version: crate::report::REPORT_VERSION,
+        version: crate::gc::report::REPORT_VERSION,
         root: storage.display(""),
         root_source: String::new(),
         verify: options.verify,

@@ -1,9 +1,16 @@
 //! Command-line interface: the only module that knows clap.
 
-use std::path::PathBuf;
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
+use regsweep::command::{CacheChoice, Common, Policy, ReportOutputs};
+use regsweep::config::redis::RedisSettings;
+use regsweep::edit::driver::EditOptions;
+use regsweep::edit::prune::RuleSpec;
+use regsweep::gc::driver::{GcOptions, StateAt, Unreferenced};
+use regsweep::units::parse_duration;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -207,7 +214,7 @@ pub struct CommonArgs {
     /// Worker threads, i.e. requests in flight on object storage (default: 32 per core, 16 to
     /// 128, on a disk; 64 on object storage; at most 1024).
     #[arg(short = 'j', long, value_name = "N",
-          value_parser = clap::value_parser!(u64).range(1..=regsweep::MAX_JOBS as u64))]
+          value_parser = clap::value_parser!(u64).range(1..=regsweep::command::MAX_JOBS as u64))]
     pub jobs: Option<u64>,
 
     /// Write the JSON report to PATH (`-` for stdout, which then carries only the JSON).
@@ -281,14 +288,12 @@ pub struct GcArgs {
     pub common: CommonArgs,
 }
 
-pub use regsweep::parse_duration;
-
 /// A duration that may be `off`.
 #[derive(Debug, Clone, Copy)]
 pub struct AgeOrOff(pub Option<Duration>);
 
 fn parse_age_or_off(s: &str) -> Result<AgeOrOff, String> {
-    regsweep::parse_age_or_off(s).map(AgeOrOff)
+    regsweep::units::parse_age_or_off(s).map(AgeOrOff)
 }
 
 /// The registry's blob-descriptor cache, brought in line with storage after the run.
@@ -299,7 +304,7 @@ pub struct CacheArgs {
     /// (rediss:// for TLS). After the run, its entries for blobs and links no longer in
     /// storage are evicted.
     #[arg(long, value_name = "URL", value_parser = parse_redis_url)]
-    pub redis: Option<regsweep::registry_cache::RedisSettings>,
+    pub redis: Option<RedisSettings>,
 
     /// Leave the registry's cache alone: its entries for what this run deletes stay until a
     /// later run evicts them.
@@ -307,8 +312,8 @@ pub struct CacheArgs {
     pub no_cache_evict: bool,
 }
 
-fn parse_redis_url(text: &str) -> Result<regsweep::registry_cache::RedisSettings, String> {
-    regsweep::registry_cache::RedisSettings::from_url(text)
+fn parse_redis_url(text: &str) -> Result<RedisSettings, String> {
+    RedisSettings::from_url(text)
 }
 
 /// Housekeeping the reference collector never does.
@@ -343,22 +348,134 @@ pub struct HousekeepingArgs {
 
 impl HousekeepingArgs {
     /// The `--unreferenced-for` rule, if asked for.
-    pub fn unreferenced(&self) -> Option<regsweep::Unreferenced> {
+    pub fn unreferenced(&self) -> Option<Unreferenced> {
         let window = self.unreferenced_for?;
         // A test hook: the rule's clock (RFC 3339).
         let now = std::env::var("REGSWEEP_TEST_NOW")
             .ok()
             .and_then(|t| humantime::parse_rfc3339_weak(&t).ok())
             .unwrap_or_else(std::time::SystemTime::now);
-        Some(regsweep::Unreferenced {
+        Some(Unreferenced {
             window,
             state: match &self.state {
-                Some(path) => regsweep::StateAt::File(path.clone()),
-                None => regsweep::StateAt::Storage(regsweep::layout::UNREFERENCED_STATE.into()),
+                Some(path) => StateAt::File(path.clone()),
+                None => StateAt::Storage(regsweep::registry::layout::UNREFERENCED_STATE.into()),
             },
             reset: self.reset_state,
             now,
         })
+    }
+}
+
+/// Progress bars only on a terminal, and never under --quiet.
+fn progress(quiet: bool) -> bool {
+    !quiet && std::io::stderr().is_terminal()
+}
+
+impl CommonArgs {
+    pub fn common(&self, target: &Path, quiet: bool, verbose: bool) -> Common {
+        Common {
+            target: target.to_path_buf(),
+            jobs: self.jobs.map(|j| j as usize),
+            json: self.json.clone(),
+            s3_endpoint: self.s3_endpoint.clone(),
+            max_requests_per_second: self.max_requests_per_second,
+            cache_dir: self.cache_dir.clone(),
+            metrics_file: self.metrics_file.clone(),
+            quiet,
+            verbose,
+        }
+    }
+}
+
+impl CacheArgs {
+    pub fn choice(&self) -> CacheChoice {
+        CacheChoice {
+            redis: self.redis.clone(),
+            no_cache_evict: self.no_cache_evict,
+        }
+    }
+}
+
+impl GcArgs {
+    pub fn common(&self) -> Common {
+        self.common.common(&self.target, self.quiet, self.verbose)
+    }
+
+    pub fn options(&self) -> GcOptions {
+        GcOptions {
+            dry_run: self.dry_run,
+            delete_untagged: self.delete_untagged,
+            min_age: self.min_age,
+            ignore_errors: self.unsafe_ignore_errors,
+            wait_for_lock: self.wait,
+            progress: progress(self.quiet),
+            uploads_older_than: self.housekeeping.uploads_older_than.0,
+            empty_repositories: self.housekeeping.empty_repositories,
+            unreferenced: self.housekeeping.unreferenced(),
+        }
+    }
+}
+
+impl EditArgs {
+    pub fn common(&self, target: &Path) -> Common {
+        self.common.common(target, self.quiet, self.verbose)
+    }
+
+    pub fn options(&self) -> EditOptions {
+        EditOptions {
+            dry_run: self.dry_run,
+            wait_for_lock: self.wait,
+            gc: self.gc.then(|| GcOptions {
+                dry_run: self.dry_run,
+                // Removing tags frees space only once their untagged manifests go.
+                delete_untagged: true,
+                min_age: self.min_age,
+                ignore_errors: false,
+                wait_for_lock: self.wait,
+                progress: progress(self.quiet),
+                uploads_older_than: self.housekeeping.uploads_older_than.0,
+                empty_repositories: self.housekeeping.empty_repositories,
+                unreferenced: self.housekeeping.unreferenced(),
+            }),
+        }
+    }
+}
+
+impl PruneArgs {
+    pub fn policy(&self) -> Policy {
+        match &self.policy {
+            Some(path) => Policy::File(path.clone()),
+            None => Policy::Flags(RuleSpec {
+                repository: None,
+                repositories: self.repositories.clone(),
+                keep_n: self.keep_n,
+                older_than: self.older_than.clone(),
+                name_regex_delete: self.name_regex_delete.clone(),
+                name_regex_keep: self.name_regex_keep.clone(),
+                keep_latest: self.keep_latest,
+            }),
+        }
+    }
+}
+
+impl ReportArgs {
+    pub fn outputs(&self) -> ReportOutputs {
+        ReportOutputs {
+            csv: self.csv.clone(),
+            html: self.html.clone(),
+            top: self.top,
+        }
+    }
+}
+
+impl CheckArgs {
+    pub fn options(&self) -> regsweep::check::Options {
+        regsweep::check::Options {
+            verify: self.verify,
+            stale_uploads: self.stale_uploads,
+            progress: progress(self.quiet),
+        }
     }
 }
 

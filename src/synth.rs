@@ -16,8 +16,8 @@ use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
 
-use crate::digest::{Algorithm, Digest};
-use crate::layout;
+use crate::registry::digest::{Algorithm, Digest};
+use crate::registry::layout;
 
 /// A named size.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -9,9 +9,9 @@ mod support;
 use std::collections::BTreeSet;
 use std::path::Path;
 
-use regsweep::digest::{Algorithm, Digest};
-use regsweep::registry_cache::CacheKind;
-use regsweep::report::GcReport;
+use regsweep::cache::registry::CacheKind;
+use regsweep::gc::report::GcReport;
+use regsweep::registry::digest::{Algorithm, Digest};
 use support::pull::{peers, skopeo_pull_all, skopeo_push_layout};
 use support::redis_server::{self, Redis};
 use support::registry::Registry;

@@ -8,7 +8,7 @@ mod support;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use regsweep::digest::{Algorithm, Digest};
+use regsweep::registry::digest::{Algorithm, Digest};
 use support::images::{push_image, push_with_retry, Format};
 use support::registry::{server_available, Registry};
 use support::tree::{age_tree, blobs_on_disk, regsweep};
@@ -67,7 +67,7 @@ fn pushes_reusing_dead_blobs_during_a_run_are_never_broken() {
             "trial {t}: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        let report: regsweep::report::GcReport = serde_json::from_slice(&out.stdout).unwrap();
+        let report: regsweep::gc::report::GcReport = serde_json::from_slice(&out.stdout).unwrap();
         rescued_any |= report.summary.rescued_blobs + report.summary.rescued_layer_links > 0;
 
         // The pushed image pulls: manifest by tag, every blob with the right digest, on disk.

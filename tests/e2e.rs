@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use regsweep::digest::{Algorithm, Digest};
+use regsweep::registry::digest::{Algorithm, Digest};
 use support::images::{self, bytes, push_image, push_index, push_referrer, Format, Pushed};
 use support::pull::{
     check_scenario_after_gc, fs_config, peers, reference_dry_run, skopeo_pull_all,

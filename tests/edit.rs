@@ -8,8 +8,8 @@ use std::collections::BTreeSet;
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
-use regsweep::digest::Digest;
-use regsweep::report::EditReport;
+use regsweep::edit::report::EditReport;
+use regsweep::registry::digest::Digest;
 use support::tree::{
     aged_copy, assert_every_tag_pulls, gc_json, repository_names, run, snapshot, v2, Run,
     TreeBuilder,
@@ -415,7 +415,7 @@ fn prune_rejects_bad_policies_before_touching_anything() {
 fn edits_take_the_lock_and_dry_runs_do_not() {
     let dir = aged_copy("registry");
     let root = dir.path().to_str().unwrap();
-    let _held = regsweep::lock::Lock::acquire(dir.path(), false).unwrap();
+    let _held = regsweep::storage::lock::Lock::acquire(dir.path(), false).unwrap();
     let out = run(&["delete", root, "library/alpine:3.19"]);
     assert_eq!(out.code, 1, "{}", out.stderr);
     assert!(out.stderr.contains("lock"), "{}", out.stderr);

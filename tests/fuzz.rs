@@ -15,8 +15,8 @@ use std::panic;
 use std::path::Path;
 
 use rand::{Rng, SeedableRng};
-use regsweep::digest::Digest;
-use regsweep::manifest::Manifest;
+use regsweep::registry::digest::Digest;
+use regsweep::registry::manifest::Manifest;
 
 fn corpus(kind: &str) -> Vec<Vec<u8>> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use std::path::Path;
 use std::time::Duration;
 
-use regsweep::digest::Digest;
+use regsweep::registry::digest::Digest;
 use serde::Deserialize;
 use support::tree::{self, aged_copy, blobs_on_disk, gc_json, run, snapshot, v2, TreeBuilder};
 
@@ -53,7 +53,7 @@ fn links(l: &[Link]) -> BTreeSet<(String, Digest)> {
         .collect()
 }
 
-fn report_links(r: &regsweep::report::GcReport) -> BTreeSet<(String, Digest)> {
+fn report_links(r: &regsweep::gc::report::GcReport) -> BTreeSet<(String, Digest)> {
     r.deleted
         .layer_links
         .iter()
@@ -61,7 +61,7 @@ fn report_links(r: &regsweep::report::GcReport) -> BTreeSet<(String, Digest)> {
         .collect()
 }
 
-fn report_blobs(r: &regsweep::report::GcReport) -> BTreeSet<Digest> {
+fn report_blobs(r: &regsweep::gc::report::GcReport) -> BTreeSet<Digest> {
     r.deleted.blobs.iter().map(|b| b.digest.clone()).collect()
 }
 

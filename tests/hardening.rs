@@ -12,8 +12,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use regsweep::check::{CheckReport, ProblemKind};
-use regsweep::digest::Digest;
-use regsweep::report::GcReport;
+use regsweep::gc::report::GcReport;
+use regsweep::registry::digest::Digest;
 use support::tree::{aged_copy, blobs_on_disk, gc_json, regsweep, run, snapshot, v2};
 
 fn s(p: &Path) -> &str {

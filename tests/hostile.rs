@@ -8,7 +8,7 @@ mod support;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-use regsweep::digest::Digest;
+use regsweep::registry::digest::Digest;
 use std::time::Duration;
 
 use support::tree::{age_tree, blobs_on_disk, gc_json, run, v2, TreeBuilder};
@@ -345,7 +345,7 @@ case!(index_cycle_terminates, |b| {
         }))
         .unwrap()
     };
-    let fake_b = Digest::of(regsweep::digest::Algorithm::Sha256, b"revision b");
+    let fake_b = Digest::of(regsweep::registry::digest::Algorithm::Sha256, b"revision b");
     let a = t.manifest("app", &index_of(&[&fake_b, &b.v1]));
     let content_b = t.blob(&index_of(&[&a]));
     b.write(
@@ -416,7 +416,10 @@ case!(schema1_signed_manifest_keeps_its_layers, |b| {
 
 case!(foreign_layer_with_urls_need_not_exist, |b| {
     let t = b.t();
-    let missing = Digest::of(regsweep::digest::Algorithm::Sha256, b"never uploaded");
+    let missing = Digest::of(
+        regsweep::registry::digest::Algorithm::Sha256,
+        b"never uploaded",
+    );
     let bytes = serde_json::to_vec(&serde_json::json!({
         "schemaVersion": 2,
         "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
@@ -434,7 +437,7 @@ case!(sha512_blob_behind_an_alias_link, |b| {
     let t = b.t();
     let content = b"sha512 pushed layer";
     let sha256 = t.blob(content);
-    let sha512 = Digest::of(regsweep::digest::Algorithm::Sha512, content);
+    let sha512 = Digest::of(regsweep::registry::digest::Algorithm::Sha512, content);
     b.write(
         &format!("repositories/app/_layers/sha512/{}/link", sha512.hex()),
         sha256.to_string().as_bytes(),

@@ -10,8 +10,8 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant, SystemTime};
 
-use regsweep::digest::{Algorithm, Digest};
-use regsweep::report::GcReport;
+use regsweep::gc::report::GcReport;
+use regsweep::registry::digest::{Algorithm, Digest};
 use support::images::{bytes, push_image, Format};
 use support::registry::{server_available, Registry};
 use support::tree::{age_tree, blobs_on_disk, gc_json, regsweep, snapshot, v2};

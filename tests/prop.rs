@@ -12,7 +12,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::time::{Duration, SystemTime};
 
 use proptest::prelude::*;
-use regsweep::digest::Digest;
+use regsweep::registry::digest::Digest;
 use serde_json::json;
 use support::tree::{age_tree, blobs_on_disk, gc_json, v2, TreeBuilder};
 

@@ -8,10 +8,10 @@ use std::path::Path;
 use std::time::Duration;
 
 use regsweep::check::{CheckReport, ProblemKind};
-use regsweep::digest::Digest;
-use regsweep::manifest::Manifest;
+use regsweep::output::usage::UsageReport;
+use regsweep::registry::digest::Digest;
+use regsweep::registry::manifest::Manifest;
 use regsweep::synth::Preset;
-use regsweep::usage::UsageReport;
 use support::tree::{age_tree, aged_copy, gc_json, run, snapshot, v2, TreeBuilder};
 
 fn report_json(root: &Path) -> UsageReport {
@@ -223,7 +223,7 @@ fn every_kind_of_damage_is_found_and_named() {
     std::fs::write(&invalid, b"sha256:XYZ").unwrap();
     expect.push((ProblemKind::InvalidLink, invalid));
     // A layer link to a blob that is gone.
-    let ghost = Digest::of(regsweep::digest::Algorithm::Sha256, b"ghost");
+    let ghost = Digest::of(regsweep::registry::digest::Algorithm::Sha256, b"ghost");
     let ghost_link = t.layer_link("team/app", &ghost);
     expect.push((ProblemKind::LinkToMissingBlob, ghost_link));
     // A missing live manifest; an unparseable one.

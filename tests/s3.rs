@@ -11,8 +11,8 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
-use regsweep::digest::Digest;
-use regsweep::report::GcReport;
+use regsweep::gc::report::GcReport;
+use regsweep::registry::digest::Digest;
 use regsweep::synth::Preset;
 use support::pull::{check_scenario_after_gc, peers, reference_dry_run_config, skopeo_push_layout};
 use support::registry::Registry;
@@ -94,7 +94,7 @@ fn the_real_registry_on_s3_end_to_end() {
         "v1".into(),
         support::images::Pushed {
             repo: "tools/skopeo-pushed".into(),
-            digest: Digest::of(regsweep::digest::Algorithm::Sha256, &body),
+            digest: Digest::of(regsweep::registry::digest::Algorithm::Sha256, &body),
             media_type: support::images::OCI_MANIFEST,
             size: body.len(),
             blobs: vec![],
@@ -482,14 +482,14 @@ fn pushes_reusing_dead_blobs_during_a_run_on_s3_are_never_broken() {
         let (status, body) = c.get_manifest(&repo, "latest");
         assert_eq!(status, 200, "trial {t}: manifest of {repo}");
         assert_eq!(
-            Digest::of(regsweep::digest::Algorithm::Sha256, &body),
+            Digest::of(regsweep::registry::digest::Algorithm::Sha256, &body),
             digest
         );
         for b in &blobs {
             let (status, content) = c.get_blob(&repo, b);
             assert_eq!(status, 200, "trial {t}: blob {b} of {repo}");
             assert_eq!(
-                &Digest::of(regsweep::digest::Algorithm::Sha256, &content),
+                &Digest::of(regsweep::registry::digest::Algorithm::Sha256, &content),
                 b
             );
         }

@@ -10,8 +10,8 @@ use std::collections::BTreeSet;
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
-use regsweep::digest::Digest;
-use regsweep::report::GcReport;
+use regsweep::gc::report::GcReport;
+use regsweep::registry::digest::Digest;
 use support::images::{push_image, Format};
 use support::registry::{server_available, Registry};
 use support::tree::{age_tree, blobs_on_disk, copy_tree, regsweep, snapshot, v2};

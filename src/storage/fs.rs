@@ -19,7 +19,7 @@ use std::sync::{Mutex, OnceLock};
 use rayon::prelude::*;
 
 use super::{too_large, Entry, Kind, LockGuard, Meta, Storage};
-use crate::layout;
+use crate::registry::layout;
 
 /// A registry on a local filesystem.
 #[derive(Debug)]
@@ -492,7 +492,7 @@ impl Storage for FsStorage {
     }
 
     fn lock(&self, wait: bool) -> crate::error::Result<LockGuard> {
-        crate::lock::Lock::acquire(&self.root, wait).map(LockGuard::new)
+        crate::storage::lock::Lock::acquire(&self.root, wait).map(LockGuard::new)
     }
 
     fn display(&self, key: &str) -> String {

@@ -1,6 +1,6 @@
 //! The narrow interface between regsweep and the bytes it collects.
 //!
-//! All I/O goes through [`Storage`], keyed by the relative paths that [`crate::layout`] builds
+//! All I/O goes through [`Storage`], keyed by the relative paths that [`crate::registry::layout`] builds
 //! (`docker/registry/v2/...`, `/`-separated), so discovery, mark, plan and sweep are one code
 //! path whatever holds the bytes. What differs between a disk and a bucket lives behind it,
 //! each backend in its own file:
@@ -11,8 +11,11 @@
 
 pub mod fs;
 pub mod hiding;
+pub mod lock;
+pub mod manifest_cache;
 pub mod s3;
 pub mod s3_client;
+mod s3_lock;
 
 pub use fs::FsStorage;
 pub use hiding::Hiding;
@@ -69,6 +72,12 @@ pub struct Meta {
     pub kind: Kind,
     pub len: u64,
     pub modified: SystemTime,
+}
+
+/// Whole seconds since the epoch; times before it count as the epoch (old).
+pub fn epoch_seconds(t: SystemTime) -> i64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
 /// Reads fail with this kind when the file is larger than the caller's limit.

@@ -34,10 +34,10 @@ use rayon::prelude::*;
 
 use super::s3_client::{Client, Listed, DELETE_BATCH};
 use super::{too_large, Entry, Kind, LockGuard, Meta, Requests, Storage};
-use crate::digest::{Algorithm, Digest};
-use crate::error::{Error, Result};
-use crate::layout;
-use crate::manifest_cache::ManifestCache;
+use crate::error::Result;
+use crate::registry::digest::{Algorithm, Digest};
+use crate::registry::layout;
+use crate::storage::manifest_cache::ManifestCache;
 
 /// What the listing said of one key.
 #[derive(Debug, Clone, Copy)]
@@ -53,7 +53,7 @@ impl Object {
     fn of(l: &Listed) -> Object {
         Object {
             size: l.size,
-            modified: crate::discover::epoch_seconds(l.modified).max(0) as u64,
+            modified: super::epoch_seconds(l.modified).max(0) as u64,
             md5: parse_md5(&l.etag),
         }
     }
@@ -597,7 +597,7 @@ impl Storage for S3Storage {
             .flat_map(|m| m.iter().map(|(k, _, _)| k.clone()))
             .collect();
         let failed: HashMap<String, String> = self.delete_keys(&sources);
-        let now = crate::discover::epoch_seconds(SystemTime::now()).max(0) as u64;
+        let now = super::epoch_seconds(SystemTime::now()).max(0) as u64;
         let mut index = match self.index.write() {
             Ok(index) => index,
             Err(_) => {
@@ -660,7 +660,7 @@ impl Storage for S3Storage {
         // One PUT replaces an object whole.
         self.client.put(&self.full(key), content, false)?;
         if let Ok(mut index) = self.index.write() {
-            let now = crate::discover::epoch_seconds(SystemTime::now()).max(0) as u64;
+            let now = super::epoch_seconds(SystemTime::now()).max(0) as u64;
             index.insert(
                 key.to_string(),
                 Object {
@@ -674,7 +674,7 @@ impl Storage for S3Storage {
     }
 
     fn lock(&self, wait: bool) -> Result<LockGuard> {
-        ObjectLock::acquire(self.client.clone(), self.full(layout::LOCK_FILE), wait)
+        super::s3_lock::ObjectLock::acquire(self.client.clone(), self.full(layout::LOCK_FILE), wait)
             .map(LockGuard::new)
     }
 
@@ -726,84 +726,6 @@ pub fn load_tree(client: &Client, prefix: &str, root: &std::path::Path) -> io::R
         })
         .collect::<io::Result<Vec<()>>>()
         .map(|v| v.len())
-}
-
-/// How long a lock object holds when its holder never removes it (killed): then the next run
-/// may take it. Longer than any run should take.
-const LOCK_TTL: Duration = Duration::from_secs(24 * 3600);
-
-/// The run lock on object storage: an object created only if absent (`If-None-Match: *`),
-/// removed when dropped.
-struct ObjectLock {
-    client: Arc<Client>,
-    key: String,
-}
-
-#[derive(serde::Serialize, serde::Deserialize)]
-struct LockBody {
-    holder: String,
-    since: String,
-    expires: String,
-}
-
-impl ObjectLock {
-    fn acquire(client: Arc<Client>, key: String, wait: bool) -> Result<ObjectLock> {
-        let name = format!("s3://{}/{key}", client.bucket_name());
-        let now = SystemTime::now();
-        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-            .map(|h| h.trim().to_string())
-            .unwrap_or_else(|_| "unknown host".into());
-        let body = serde_json::to_vec(&LockBody {
-            holder: format!("regsweep pid {} on {host}", std::process::id()),
-            since: humantime::format_rfc3339_seconds(now).to_string(),
-            expires: humantime::format_rfc3339_seconds(now + LOCK_TTL).to_string(),
-        })
-        .expect("a lock body serializes");
-        loop {
-            let io_err = |e: io::Error| {
-                Error::target(name.clone(), format!("cannot take the run lock: {e}"))
-            };
-            if client.put(&key, &body, true).map_err(io_err)? {
-                return Ok(ObjectLock { client, key });
-            }
-            let mut held = Vec::new();
-            let holder = match client.get(&key, 4096, &mut held) {
-                Ok(()) => serde_json::from_slice::<LockBody>(&held).ok(),
-                // Released meanwhile: try again.
-                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(io_err(e)),
-            };
-            let expired = holder.as_ref().is_some_and(|h| {
-                humantime::parse_rfc3339_weak(h.expires.trim_end_matches('Z'))
-                    .is_ok_and(|t| t < SystemTime::now())
-            });
-            if expired {
-                client.delete(&key).map_err(io_err)?;
-                continue;
-            }
-            if wait {
-                std::thread::sleep(Duration::from_secs(2));
-                continue;
-            }
-            let said = holder.map_or_else(
-                || "an unreadable lock".to_string(),
-                |h| format!("{} since {} (expires {})", h.holder, h.since, h.expires),
-            );
-            return Err(Error::Locked {
-                path: name.into(),
-                message: format!(
-                    "another real run holds the lock: {said}; wait with --wait, or delete the \
-                     lock object if that run is dead"
-                ),
-            });
-        }
-    }
-}
-
-impl Drop for ObjectLock {
-    fn drop(&mut self) {
-        let _ = self.client.delete(&self.key);
-    }
 }
 
 #[cfg(test)]

@@ -2,7 +2,7 @@
 //! registry's HTTP API.
 #![allow(dead_code)]
 
-use regsweep::digest::{Algorithm, Digest};
+use regsweep::registry::digest::{Algorithm, Digest};
 use serde_json::{json, Value};
 
 use super::registry::Client;

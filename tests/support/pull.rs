@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::Command;
 
-use regsweep::digest::{Algorithm, Digest};
+use regsweep::registry::digest::{Algorithm, Digest};
 
 use super::images;
 use super::registry::{server_available, Client, Registry};

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use regsweep::digest::{Algorithm, Digest};
+use regsweep::registry::digest::{Algorithm, Digest};
 
 pub const SERVER: &str = "docker-registry";
 

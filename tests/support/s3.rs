@@ -9,8 +9,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use regsweep::digest::Digest;
-use regsweep::storage::s3_client::{Client, Settings};
+use regsweep::config::s3::Settings;
+use regsweep::registry::digest::Digest;
+use regsweep::storage::s3_client::Client;
 
 /// moto accepts any credentials; these are what the tests sign with.
 pub use super::registry::{S3_KEY as KEY, S3_SECRET as SECRET};

@@ -5,7 +5,7 @@
 
 use std::collections::BTreeSet;
 
-use regsweep::digest::Digest;
+use regsweep::registry::digest::Digest;
 use serde_json::json;
 
 use super::images::{bytes, push_image, push_index, push_referrer, Format, Pushed};

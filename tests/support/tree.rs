@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, SystemTime};
 
-use regsweep::digest::{Algorithm, Digest};
-use regsweep::report::GcReport;
+use regsweep::gc::report::GcReport;
+use regsweep::registry::digest::{Algorithm, Digest};
 
 pub fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -294,7 +294,7 @@ pub fn assert_every_tag_pulls(root: &Path) {
                 let bytes =
                     std::fs::read(v2(root).join(format!("blobs/sha256/{}/{hex}/data", &hex[..2])))
                         .unwrap();
-                let m = regsweep::manifest::Manifest::parse(&bytes).unwrap();
+                let m = regsweep::registry::manifest::Manifest::parse(&bytes).unwrap();
                 for b in m.blobs.iter().filter(|b| !b.foreign) {
                     assert!(
                         blobs.contains(&b.digest),

@@ -1,0 +1,391 @@
+//! Manifests: every media type the registry stores, reduced to what it references.
+//!
+//! A manifest references blobs (config, layers, artifact blobs, schema 1 `fsLayers`), child
+//! manifests (indexes and manifest lists) and optionally a `subject` (it is then a referrer of
+//! that manifest). Only those fields are decoded; everything else (annotations, signatures,
+//! history) is skipped by the JSON parser without being allocated.
+//!
+//! Invariant: a manifest whose kind cannot be told is an error, never a guess. Its references
+//! are unknown, so anything it might keep alive must be kept, which is the caller's decision.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use serde::Deserialize;
+
+use crate::registry::digest::Digest;
+
+/// The registry refuses manifests above 4 MiB on push; a larger one on disk is suspicious and
+/// is not read whole into memory.
+pub const MAX_MANIFEST_BYTES: u64 = 4 << 20;
+
+pub mod media_type {
+    pub const DOCKER_SCHEMA1: &str = "application/vnd.docker.distribution.manifest.v1+json";
+    pub const DOCKER_SCHEMA1_SIGNED: &str =
+        "application/vnd.docker.distribution.manifest.v1+prettyjws";
+    pub const DOCKER_SCHEMA2: &str = "application/vnd.docker.distribution.manifest.v2+json";
+    pub const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
+    pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+    pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+    pub const OCI_ARTIFACT: &str = "application/vnd.oci.artifact.manifest.v1+json";
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    DockerSchema1,
+    DockerSchema2,
+    DockerManifestList,
+    OciManifest,
+    OciIndex,
+    OciArtifact,
+}
+
+impl Kind {
+    pub fn is_index(self) -> bool {
+        matches!(self, Kind::DockerManifestList | Kind::OciIndex)
+    }
+}
+
+/// A blob a manifest needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlobRef {
+    pub digest: Digest,
+    /// Declared size, when the descriptor has one (schema 1 does not).
+    pub size: Option<u64>,
+    /// A layer with `urls` may live outside the registry (foreign layers): its absence from
+    /// the blob store is not damage.
+    pub foreign: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Manifest {
+    pub kind: Kind,
+    pub blobs: Vec<BlobRef>,
+    /// Child manifests, for indexes and manifest lists.
+    pub children: Vec<Digest>,
+    /// The manifest this one refers to (signatures, SBOMs, attestations).
+    pub subject: Option<Digest>,
+    /// Length of the manifest's bytes: the size of its blob.
+    pub len: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ParseError {
+    Json(String),
+    UnknownMediaType(String),
+    UnknownShape(String),
+    BadDigest { field: String, error: String },
+}
+
+impl fmt::Display for ParseError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ParseError::Json(e) => write!(f, "not a valid JSON manifest: {e}"),
+            ParseError::UnknownMediaType(m) => write!(f, "unknown manifest media type {m:?}"),
+            ParseError::UnknownShape(why) => write!(f, "unknown manifest kind: {why}"),
+            ParseError::BadDigest { field, error } => {
+                write!(f, "invalid digest in {field}: {error}")
+            }
+        }
+    }
+}
+
+impl std::error::Error for ParseError {}
+
+#[derive(Deserialize)]
+struct RawDescriptor<'a> {
+    #[serde(borrow)]
+    digest: Cow<'a, str>,
+    #[serde(default)]
+    size: Option<i64>,
+    #[serde(default)]
+    urls: Option<Vec<serde::de::IgnoredAny>>,
+}
+
+#[derive(Deserialize)]
+struct RawFsLayer<'a> {
+    #[serde(rename = "blobSum", borrow)]
+    blob_sum: Cow<'a, str>,
+}
+
+#[derive(Deserialize)]
+struct RawManifest<'a> {
+    #[serde(rename = "schemaVersion", default)]
+    schema_version: Option<i64>,
+    #[serde(rename = "mediaType", default, borrow)]
+    media_type: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    config: Option<RawDescriptor<'a>>,
+    #[serde(default, borrow)]
+    layers: Option<Vec<RawDescriptor<'a>>>,
+    #[serde(default, borrow)]
+    manifests: Option<Vec<RawDescriptor<'a>>>,
+    #[serde(default, borrow)]
+    blobs: Option<Vec<RawDescriptor<'a>>>,
+    #[serde(default, borrow)]
+    subject: Option<RawDescriptor<'a>>,
+    #[serde(rename = "fsLayers", default, borrow)]
+    fs_layers: Option<Vec<RawFsLayer<'a>>>,
+}
+
+fn digest(field: &str, s: &str) -> Result<Digest, ParseError> {
+    s.parse().map_err(
+        |e: crate::registry::digest::DigestError| ParseError::BadDigest {
+            field: field.to_string(),
+            error: e.to_string(),
+        },
+    )
+}
+
+fn blob_ref(field: &str, d: &RawDescriptor<'_>) -> Result<BlobRef, ParseError> {
+    Ok(BlobRef {
+        digest: digest(field, &d.digest)?,
+        size: d.size.and_then(|s| u64::try_from(s).ok()),
+        foreign: d.urls.as_ref().is_some_and(|u| !u.is_empty()),
+    })
+}
+
+fn detect_kind(raw: &RawManifest<'_>) -> Result<Kind, ParseError> {
+    use media_type::*;
+    if raw.schema_version == Some(1) {
+        return match raw.media_type.as_deref() {
+            None | Some(DOCKER_SCHEMA1) | Some(DOCKER_SCHEMA1_SIGNED)
+                if raw.fs_layers.is_some() =>
+            {
+                Ok(Kind::DockerSchema1)
+            }
+            None | Some(DOCKER_SCHEMA1) | Some(DOCKER_SCHEMA1_SIGNED) => Err(
+                ParseError::UnknownShape("schemaVersion 1 without fsLayers".into()),
+            ),
+            Some(other) => Err(ParseError::UnknownMediaType(other.to_string())),
+        };
+    }
+    match raw.media_type.as_deref() {
+        Some(DOCKER_SCHEMA2) => Ok(Kind::DockerSchema2),
+        Some(DOCKER_LIST) => Ok(Kind::DockerManifestList),
+        Some(OCI_MANIFEST) => Ok(Kind::OciManifest),
+        Some(OCI_INDEX) => Ok(Kind::OciIndex),
+        // The artifact manifest draft had no schemaVersion.
+        Some(OCI_ARTIFACT) => Ok(Kind::OciArtifact),
+        Some(other) => Err(ParseError::UnknownMediaType(other.to_string())),
+        // OCI makes mediaType optional: tell the kinds apart by their fields.
+        None if raw.schema_version != Some(2) => Err(ParseError::UnknownShape(format!(
+            "no mediaType and schemaVersion {}",
+            raw.schema_version
+                .map_or_else(|| "missing".to_string(), |v| v.to_string())
+        ))),
+        None if raw.manifests.is_some() => Ok(Kind::OciIndex),
+        None if raw.config.is_some() => Ok(Kind::OciManifest),
+        None => Err(ParseError::UnknownShape(
+            "no mediaType, and neither manifests nor config".into(),
+        )),
+    }
+}
+
+impl Manifest {
+    pub fn parse(bytes: &[u8]) -> Result<Manifest, ParseError> {
+        let raw: RawManifest<'_> =
+            serde_json::from_slice(bytes).map_err(|e| ParseError::Json(e.to_string()))?;
+        let kind = detect_kind(&raw)?;
+        let missing = |field: &str| ParseError::UnknownShape(format!("{kind:?} without {field}"));
+        match kind {
+            Kind::DockerSchema1 => {}
+            Kind::DockerSchema2 | Kind::OciManifest => {
+                if raw.config.is_none() {
+                    return Err(missing("config"));
+                }
+                if raw.layers.is_none() && kind == Kind::DockerSchema2 {
+                    return Err(missing("layers"));
+                }
+            }
+            Kind::DockerManifestList | Kind::OciIndex => {
+                if raw.manifests.is_none() {
+                    return Err(missing("manifests"));
+                }
+            }
+            Kind::OciArtifact => {}
+        }
+
+        // Collect references from every known field present, whatever the kind says: a field
+        // we understand is never ignored, so a mislabelled manifest cannot hide a reference.
+        let mut blobs = Vec::new();
+        if let Some(c) = &raw.config {
+            blobs.push(blob_ref("config", c)?);
+        }
+        for l in raw.layers.iter().flatten() {
+            blobs.push(blob_ref("layers", l)?);
+        }
+        for b in raw.blobs.iter().flatten() {
+            blobs.push(blob_ref("blobs", b)?);
+        }
+        for l in raw.fs_layers.iter().flatten() {
+            blobs.push(BlobRef {
+                digest: digest("fsLayers", &l.blob_sum)?,
+                size: None,
+                foreign: false,
+            });
+        }
+        let children = raw
+            .manifests
+            .iter()
+            .flatten()
+            .map(|m| digest("manifests", &m.digest))
+            .collect::<Result<Vec<_>, _>>()?;
+        let subject = raw
+            .subject
+            .as_ref()
+            .map(|s| digest("subject", &s.digest))
+            .transpose()?;
+        Ok(Manifest {
+            kind,
+            blobs,
+            children,
+            subject,
+            len: bytes.len() as u64,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn d(c: char) -> String {
+        format!("sha256:{}", c.to_string().repeat(64))
+    }
+
+    #[test]
+    fn docker_schema2() {
+        let json = format!(
+            r#"{{"schemaVersion":2,"mediaType":"{}","config":{{"mediaType":"application/vnd.docker.container.image.v1+json","size":1470,"digest":"{}"}},"layers":[{{"mediaType":"application/vnd.docker.image.rootfs.diff.tar.gzip","size":2811969,"digest":"{}"}}]}}"#,
+            media_type::DOCKER_SCHEMA2,
+            d('a'),
+            d('b')
+        );
+        let m = Manifest::parse(json.as_bytes()).unwrap();
+        assert_eq!(m.kind, Kind::DockerSchema2);
+        let digests: Vec<_> = m.blobs.iter().map(|b| b.digest.to_string()).collect();
+        assert_eq!(digests, [d('a'), d('b')]);
+        assert_eq!(m.blobs[1].size, Some(2811969));
+        assert!(m.children.is_empty() && m.subject.is_none());
+    }
+
+    #[test]
+    fn docker_schema1_signed() {
+        // Shape of a real signed schema 1 manifest (prettyjws), signatures abbreviated.
+        let json = format!(
+            r#"{{
+   "schemaVersion": 1,
+   "name": "library/hello",
+   "tag": "latest",
+   "architecture": "amd64",
+   "fsLayers": [ {{ "blobSum": "{}" }}, {{ "blobSum": "{}" }} ],
+   "history": [ {{ "v1Compatibility": "{{\"id\":\"x\"}}" }} ],
+   "signatures": [ {{ "header": {{ "jwk": {{ "crv": "P-256", "kty": "EC" }}, "alg": "ES256" }},
+      "signature": "abc", "protected": "def" }} ]
+}}"#,
+            d('1'),
+            d('2')
+        );
+        let m = Manifest::parse(json.as_bytes()).unwrap();
+        assert_eq!(m.kind, Kind::DockerSchema1);
+        assert_eq!(m.blobs.len(), 2);
+        assert_eq!(m.blobs[0].digest.to_string(), d('1'));
+    }
+
+    #[test]
+    fn docker_manifest_list() {
+        let json = format!(
+            r#"{{"schemaVersion":2,"mediaType":"{}","manifests":[{{"mediaType":"{}","size":7143,"digest":"{}","platform":{{"architecture":"ppc64le","os":"linux"}}}},{{"mediaType":"{}","size":7682,"digest":"{}","platform":{{"architecture":"amd64","os":"linux"}}}}]}}"#,
+            media_type::DOCKER_LIST,
+            media_type::DOCKER_SCHEMA2,
+            d('c'),
+            media_type::DOCKER_SCHEMA2,
+            d('e')
+        );
+        let m = Manifest::parse(json.as_bytes()).unwrap();
+        assert_eq!(m.kind, Kind::DockerManifestList);
+        assert!(m.kind.is_index());
+        assert!(m.blobs.is_empty());
+        let children: Vec<_> = m.children.iter().map(|c| c.to_string()).collect();
+        assert_eq!(children, [d('c'), d('e')]);
+    }
+
+    #[test]
+    fn oci_manifest_with_subject_and_foreign_layer() {
+        let json = format!(
+            r#"{{"schemaVersion":2,"mediaType":"{}","artifactType":"application/vnd.example.sbom","config":{{"mediaType":"application/vnd.oci.empty.v1+json","digest":"{}","size":2}},"layers":[{{"mediaType":"application/vnd.oci.image.layer.v1.tar","digest":"{}","size":10,"urls":["https://example.com/layer"]}}],"subject":{{"mediaType":"{}","digest":"{}","size":100}},"annotations":{{"a":"b"}}}}"#,
+            media_type::OCI_MANIFEST,
+            d('4'),
+            d('5'),
+            media_type::OCI_MANIFEST,
+            d('6')
+        );
+        let m = Manifest::parse(json.as_bytes()).unwrap();
+        assert_eq!(m.kind, Kind::OciManifest);
+        assert!(!m.blobs[0].foreign);
+        assert!(m.blobs[1].foreign);
+        assert_eq!(m.subject.unwrap().to_string(), d('6'));
+    }
+
+    #[test]
+    fn oci_without_media_type_is_told_apart_by_fields() {
+        let manifest = format!(
+            r#"{{"schemaVersion":2,"config":{{"digest":"{}","size":1}},"layers":[]}}"#,
+            d('7')
+        );
+        assert_eq!(
+            Manifest::parse(manifest.as_bytes()).unwrap().kind,
+            Kind::OciManifest
+        );
+        let index = format!(
+            r#"{{"schemaVersion":2,"manifests":[{{"digest":"{}","size":1}}]}}"#,
+            d('8')
+        );
+        let m = Manifest::parse(index.as_bytes()).unwrap();
+        assert_eq!(m.kind, Kind::OciIndex);
+        assert_eq!(m.children.len(), 1);
+    }
+
+    #[test]
+    fn oci_index_with_subject_and_artifact_manifest() {
+        let index = format!(
+            r#"{{"schemaVersion":2,"mediaType":"{}","manifests":[{{"digest":"{}","size":1}}],"subject":{{"digest":"{}","size":1}}}}"#,
+            media_type::OCI_INDEX,
+            d('8'),
+            d('9')
+        );
+        let m = Manifest::parse(index.as_bytes()).unwrap();
+        assert_eq!(m.subject.unwrap().to_string(), d('9'));
+        let artifact = format!(
+            r#"{{"mediaType":"{}","artifactType":"application/x","blobs":[{{"digest":"{}","size":3}}],"subject":{{"digest":"{}","size":1}}}}"#,
+            media_type::OCI_ARTIFACT,
+            d('a'),
+            d('b')
+        );
+        let m = Manifest::parse(artifact.as_bytes()).unwrap();
+        assert_eq!(m.kind, Kind::OciArtifact);
+        assert_eq!(m.blobs[0].digest.to_string(), d('a'));
+    }
+
+    #[test]
+    fn unknown_and_broken_manifests_are_errors() {
+        let cases: &[&str] = &[
+            "",
+            "{",
+            "[]",
+            r#"{"schemaVersion":2,"mediaType":"application/vnd.example.unknown+json","config":{"digest":"sha256:00","size":1}}"#,
+            r#"{"schemaVersion":2}"#,
+            r#"{"schemaVersion":3,"config":{"digest":"sha256:00"}}"#,
+            r#"{"schemaVersion":1}"#,
+            r#"{"schemaVersion":2,"mediaType":"application/vnd.docker.distribution.manifest.v2+json","layers":[]}"#,
+            r#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json"}"#,
+            r#"{"schemaVersion":2,"config":{"digest":"md5:abc"},"layers":[]}"#,
+            r#"{"schemaVersion":2,"manifests":[{"size":3}]}"#,
+        ];
+        for json in cases {
+            assert!(Manifest::parse(json.as_bytes()).is_err(), "accepted {json}");
+        }
+    }
+}

@@ -1,0 +1,57 @@
+//! Durations and sizes as administrators write them and read them: `30m`, `7d`, `1.5 GiB`.
+
+use std::time::Duration;
+
+/// Parse a duration as administrators write it (`30m`, `1h`, `7d`); `0` means none.
+pub fn parse_duration(s: &str) -> std::result::Result<Duration, String> {
+    if s.trim() == "0" {
+        return Ok(Duration::ZERO);
+    }
+    humantime::parse_duration(s).map_err(|e| format!("{e} (examples: 30m, 1h, 7d, 0)"))
+}
+
+/// Parse an age that may be switched off: `off` (or `never`) is `None`, anything else as
+/// [`parse_duration`].
+pub fn parse_age_or_off(s: &str) -> std::result::Result<Option<Duration>, String> {
+    match s.trim() {
+        "off" | "never" => Ok(None),
+        other => parse_duration(other).map(Some),
+    }
+}
+
+/// Sizes in binary units, as `du -h` and registries' UIs show them.
+pub fn bytes(n: u64) -> String {
+    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
+    if n < 1024 {
+        return format!("{n} B");
+    }
+    let mut value = n as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    format!("{value:.1} {}", UNITS[unit])
+}
+
+/// A `--min-age` for a summary: `0` is said to switch the check off.
+pub fn age(seconds: u64) -> String {
+    if seconds == 0 {
+        "0 (disabled)".to_string()
+    } else {
+        humantime::format_duration(std::time::Duration::from_secs(seconds)).to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn human_sizes() {
+        assert_eq!(bytes(0), "0 B");
+        assert_eq!(bytes(1023), "1023 B");
+        assert_eq!(bytes(1536), "1.5 KiB");
+        assert_eq!(bytes(5 << 30), "5.0 GiB");
+    }
+}
