@@ -122,6 +122,8 @@ fn phases(c: &mut Criterion) {
                     uploads_older_than: Some(regsweep::gc::driver::DEFAULT_UPLOADS_OLDER_THAN),
                     empty_repositories: false,
                     unreferenced: None,
+                    max_delete: None,
+                    cache: Default::default(),
                 },
             )
             .expect("gc")

@@ -10,6 +10,7 @@ use regsweep::config::redis::RedisSettings;
 use regsweep::edit::driver::EditOptions;
 use regsweep::edit::prune::RuleSpec;
 use regsweep::gc::driver::{GcOptions, StateAt, Unreferenced};
+use regsweep::gc::plan::MaxDelete;
 use regsweep::units::parse_duration;
 
 #[derive(Debug, Parser)]
@@ -303,17 +304,14 @@ pub struct CacheArgs {
     /// bucket rather than the registry's config: redis://[[USER]:PASSWORD@]HOST[:PORT][/DB]
     /// (rediss:// for TLS). After the run, its entries for blobs and links no longer in
     /// storage are evicted.
-    #[arg(long, value_name = "URL", value_parser = parse_redis_url)]
-    pub redis: Option<RedisSettings>,
+    // Parsed after clap, not by it: clap's own error would echo the URL, password and all.
+    #[arg(long, value_name = "URL")]
+    pub redis: Option<String>,
 
     /// Leave the registry's cache alone: its entries for what this run deletes stay until a
     /// later run evicts them.
     #[arg(long, conflicts_with = "redis")]
     pub no_cache_evict: bool,
-}
-
-fn parse_redis_url(text: &str) -> Result<RedisSettings, String> {
-    RedisSettings::from_url(text)
 }
 
 /// Housekeeping the reference collector never does.
@@ -341,6 +339,12 @@ pub struct HousekeepingArgs {
     #[arg(long, value_name = "PATH", requires = "unreferenced_for")]
     pub state: Option<PathBuf>,
 
+    /// Refuse the whole run (delete nothing, exit 1) when it would delete more than N blobs,
+    /// or more than N% of the blobs in the store: a guard against a half-mounted or
+    /// misconfigured storage, for unattended runs.
+    #[arg(long, value_name = "N|N%")]
+    pub max_delete: Option<MaxDelete>,
+
     /// With --unreferenced-for: start the state over (after a damaged state file).
     #[arg(long, requires = "unreferenced_for")]
     pub reset_state: bool,
@@ -350,11 +354,7 @@ impl HousekeepingArgs {
     /// The `--unreferenced-for` rule, if asked for.
     pub fn unreferenced(&self) -> Option<Unreferenced> {
         let window = self.unreferenced_for?;
-        // A test hook: the rule's clock (RFC 3339).
-        let now = std::env::var("REGSWEEP_TEST_NOW")
-            .ok()
-            .and_then(|t| humantime::parse_rfc3339_weak(&t).ok())
-            .unwrap_or_else(std::time::SystemTime::now);
+        let now = regsweep::hooks::now();
         Some(Unreferenced {
             window,
             state: match &self.state {
@@ -389,11 +389,18 @@ impl CommonArgs {
 }
 
 impl CacheArgs {
-    pub fn choice(&self) -> CacheChoice {
-        CacheChoice {
-            redis: self.redis.clone(),
+    /// The cache to reconcile; a `--redis` URL that does not parse is a usage error whose
+    /// message never shows the URL.
+    pub fn choice(&self) -> Result<CacheChoice, String> {
+        Ok(CacheChoice {
+            redis: self
+                .redis
+                .as_deref()
+                .map(RedisSettings::from_url)
+                .transpose()
+                .map_err(|e| format!("--redis: {e}"))?,
             no_cache_evict: self.no_cache_evict,
-        }
+        })
     }
 }
 
@@ -413,6 +420,8 @@ impl GcArgs {
             uploads_older_than: self.housekeeping.uploads_older_than.0,
             empty_repositories: self.housekeeping.empty_repositories,
             unreferenced: self.housekeeping.unreferenced(),
+            max_delete: self.housekeeping.max_delete,
+            cache: Default::default(),
         }
     }
 }
@@ -437,6 +446,8 @@ impl EditArgs {
                 uploads_older_than: self.housekeeping.uploads_older_than.0,
                 empty_repositories: self.housekeeping.empty_repositories,
                 unreferenced: self.housekeeping.unreferenced(),
+                max_delete: self.housekeeping.max_delete,
+                cache: Default::default(),
             }),
         }
     }

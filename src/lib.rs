@@ -13,7 +13,7 @@
 //! | [`storage`] | the `Storage` trait, one backend per file, the run lock | [`config`] and below |
 //! | [`config`] | the registry's config.yml, URL targets, backend settings | [`registry`] and the base |
 //! | [`registry`] | layout, digest, manifest: what the registry stores and where (no I/O) | the base |
-//! | base: [`error`], [`units`], [`progress`] | errors with paths, durations and sizes, progress | nothing |
+//! | base: [`error`], [`units`], [`progress`], [`hooks`] | errors with paths, durations and sizes, progress | nothing |
 //!
 //! [`synth`] writes synthetic registries for the benchmarks and tests; it sits on [`registry`].
 
@@ -24,6 +24,7 @@ pub mod config;
 pub mod edit;
 pub mod error;
 pub mod gc;
+pub mod hooks;
 pub mod output;
 pub mod progress;
 pub mod registry;

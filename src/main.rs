@@ -11,22 +11,29 @@ use regsweep::command;
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
     let code = match cli.command {
-        cli::Command::Gc(args) => {
-            command::gc(&args.common(), &args.cache.choice(), &args.options())
-        }
-        cli::Command::Delete(args) => command::delete(
-            &args.edit.common(&args.target),
-            &args.edit.cache.choice(),
-            &args.refs,
-            args.repository,
-            &args.edit.options(),
-        ),
-        cli::Command::Prune(args) => command::prune(
-            &args.edit.common(&args.target),
-            &args.edit.cache.choice(),
-            &args.policy(),
-            &args.edit.options(),
-        ),
+        cli::Command::Gc(args) => match args.cache.choice() {
+            Ok(cache) => command::gc(&args.common(), &cache, &args.options()),
+            Err(e) => command::usage_error(vec![e]),
+        },
+        cli::Command::Delete(args) => match args.edit.cache.choice() {
+            Ok(cache) => command::delete(
+                &args.edit.common(&args.target),
+                &cache,
+                &args.refs,
+                args.repository,
+                &args.edit.options(),
+            ),
+            Err(e) => command::usage_error(vec![e]),
+        },
+        cli::Command::Prune(args) => match args.edit.cache.choice() {
+            Ok(cache) => command::prune(
+                &args.edit.common(&args.target),
+                &cache,
+                &args.policy(),
+                &args.edit.options(),
+            ),
+            Err(e) => command::usage_error(vec![e]),
+        },
         cli::Command::Report(args) => command::report(
             &args.common.common(&args.target, args.quiet, false),
             &args.outputs(),

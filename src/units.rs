@@ -7,8 +7,17 @@ pub fn parse_duration(s: &str) -> std::result::Result<Duration, String> {
     if s.trim() == "0" {
         return Ok(Duration::ZERO);
     }
-    humantime::parse_duration(s).map_err(|e| format!("{e} (examples: 30m, 1h, 7d, 0)"))
+    let d = humantime::parse_duration(s).map_err(|e| format!("{e} (examples: 30m, 1h, 7d, 0)"))?;
+    // Every duration is added to or taken from a clock; past a century that overflows and
+    // means nothing anyway.
+    if d > MAX_DURATION {
+        return Err(format!("{s} is longer than 100 years"));
+    }
+    Ok(d)
 }
+
+/// The longest duration any flag takes.
+pub const MAX_DURATION: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
 
 /// Parse an age that may be switched off: `off` (or `never`) is `None`, anything else as
 /// [`parse_duration`].
@@ -53,5 +62,11 @@ mod tests {
         assert_eq!(bytes(1023), "1023 B");
         assert_eq!(bytes(1536), "1.5 KiB");
         assert_eq!(bytes(5 << 30), "5.0 GiB");
+    }
+
+    #[test]
+    fn durations_past_a_century_are_refused_not_overflowed() {
+        assert!(parse_duration("100000y").unwrap_err().contains("100 years"));
+        assert!(parse_duration("99y").is_ok());
     }
 }

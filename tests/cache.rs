@@ -225,23 +225,70 @@ fn an_unreachable_redis_does_not_undo_the_sweep() {
         ),
     )
     .unwrap();
+    let before = support::tree::blobs_on_disk(tree.path());
+    // The cache cannot be told what is going, so nothing goes: while a blob is gone the
+    // registry would go on answering for it from its cache (#22).
     let (report, run) = gc_json(&config, &["-m", "--min-age", "0"]);
     assert_eq!(run.code, 1, "{}", run.stderr);
-    assert!(
-        report.summary.deleted_blobs > 0,
-        "the sweep's result stands"
-    );
+    assert_eq!(report.summary.deleted_blobs, 0);
+    assert_eq!(report.summary.deleted_manifests, 0);
+    assert_eq!(support::tree::blobs_on_disk(tree.path()), before);
+    assert!(run.stderr.contains("cannot evict"), "{}", run.stderr);
+    assert!(run.stderr.contains(&format!("redis://127.0.0.1:{port}/0")));
+    assert!(!run.stderr.contains("hunter2") && !run.stdout.contains("hunter2"));
     let cache = report.cache.unwrap();
     assert_eq!(cache.kind, CacheKind::Redis);
     assert_eq!(cache.errors.len(), 1);
-    let message = &cache.errors[0].message;
-    assert!(message.contains("the next run evicts them"), "{message}");
-    assert!(run.stderr.contains(&format!("redis://127.0.0.1:{port}/0")));
-    assert!(!run.stderr.contains("hunter2") && !run.stdout.contains("hunter2"));
-    // The next run (still no Redis) deletes nothing more, and says the same.
-    let (again, run) = gc_json(&config, &["-m", "--min-age", "0"]);
+    // A dry run removed nothing, and says so (#25 item 9: it claimed "the blobs this command
+    // removed").
+    let (dry, run) = gc_json(&config, &["-d", "-m", "--min-age", "0"]);
     assert_eq!(run.code, 1);
-    assert_eq!(again.summary.deleted_blobs, 0);
+    let message = &dry.cache.unwrap().errors[0].message;
+    assert!(message.contains("nothing was removed"), "{message}");
+    assert!(!message.contains("this command removed"), "{message}");
+}
+
+// #25 item 8: a Redis shared with other applications may hold keys named like the registry's
+// of another type: one aborted every reconciliation (WRONGTYPE). They are not the registry's:
+// left alone, and named.
+#[test]
+fn keys_of_another_type_are_not_the_registrys_and_stay() {
+    if !redis_server::available() {
+        return;
+    }
+    let redis = Redis::start();
+    let mut con = redis.connection().unwrap();
+    let d = format!("sha256:{}", "ab".repeat(32));
+    let _: () = ::redis::cmd("SET")
+        .arg(format!("blobs::{d}"))
+        .arg("someone else's")
+        .query(&mut con)
+        .unwrap();
+    let _: () = ::redis::cmd("RPUSH")
+        .arg("repository::other-app::blobs")
+        .arg("x")
+        .query(&mut con)
+        .unwrap();
+    let _: () = ::redis::cmd("HSET")
+        .arg(format!("blobs::sha256:{}", "cd".repeat(32)))
+        .arg("digest")
+        .arg("stale")
+        .query(&mut con)
+        .unwrap();
+    let tree = aged_copy("registry");
+    let (report, run) = gc_json(
+        tree.path(),
+        &["-m", "--min-age", "0", "--redis", &redis.url()],
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let cache = report.cache.unwrap();
+    assert!(cache.errors.is_empty(), "{:?}", cache.errors);
+    assert!(cache.note.contains("another type"), "{}", cache.note);
+    let entries = redis.entries();
+    assert!(entries.contains(&format!("blobs::{d}")), "{entries:?}");
+    assert!(entries.contains("repository::other-app::blobs"));
+    // The registry's own stale entry (a hash for a blob not in storage) went.
+    assert!(!entries.contains(&format!("blobs::sha256:{}", "cd".repeat(32))));
 }
 
 #[test]
@@ -266,6 +313,42 @@ fn an_in_memory_cache_asks_for_a_restart() {
     let human = support::tree::run(&["gc", "-m", "--min-age", "0", config.to_str().unwrap()]);
     assert_eq!(human.code, 0, "{}", human.stderr);
     assert!(human.stdout.contains("restart it now"), "{}", human.stdout);
+    let tree = aged_copy("registry");
+    std::fs::write(
+        &config,
+        format!(
+            "version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {}\n  cache:\n    \
+             blobdescriptor: inmemory\n",
+            tree.path().display()
+        ),
+    )
+    .unwrap();
+    // Under --quiet (the packaged timer) it is still said, on stderr, and in the metrics: a
+    // registry that is not restarted accepts pushes reusing deleted blobs (#25 item 1).
+    let prom = dir.path().join("gc.prom");
+    let quiet = support::tree::run(&[
+        "gc",
+        "-q",
+        "-m",
+        "--min-age",
+        "0",
+        "--metrics-file",
+        prom.to_str().unwrap(),
+        config.to_str().unwrap(),
+    ]);
+    assert_eq!(quiet.code, 0, "{}", quiet.stderr);
+    assert!(quiet.stdout.is_empty());
+    assert!(
+        quiet.stderr.contains("RESTART THE REGISTRY") && quiet.stderr.contains("config.yml"),
+        "{}",
+        quiet.stderr
+    );
+    let metrics = std::fs::read_to_string(&prom).unwrap();
+    assert!(
+        metrics.contains("regsweep_registry_restart_required{command=\"gc\"} 1"),
+        "{metrics}"
+    );
+
     // A storage root names no cache: nothing to restart is claimed, the flag is offered.
     let plain = fixture("registry");
     let (report, _) = gc_json(&plain, &["-d"]);

@@ -273,8 +273,10 @@ fn target_may_be_the_registry_config() {
 #[test]
 fn bad_targets_exit_2_and_touch_nothing() {
     let dir = tempfile::tempdir().unwrap();
+    // A directory with something else in it (an empty one is a fresh install: see below).
     let not_registry = dir.path().join("plain");
     std::fs::create_dir(&not_registry).unwrap();
+    std::fs::write(not_registry.join("notes.txt"), b"not a registry").unwrap();
     // A driver regsweep does not read (filesystem and s3 it does).
     let gcs = dir.path().join("gcs.yml");
     std::fs::write(&gcs, "version: 0.1\nstorage:\n  gcs:\n    bucket: b\n").unwrap();
@@ -295,6 +297,27 @@ fn bad_targets_exit_2_and_touch_nothing() {
     }
     // Usage errors are 2 as well.
     assert_eq!(run(&["gc"]).code, 2);
+    assert_eq!(run(&["gc", "--unreferenced-for", "100000y", "x"]).code, 2);
+}
+
+// #25 item 7: the Debian package's registry root exists, empty, until the first push; a
+// nightly run there failed every night with "not a registry storage root".
+#[test]
+fn an_empty_root_is_a_fresh_registry_with_nothing_to_collect() {
+    let dir = tempfile::tempdir().unwrap();
+    let before = snapshot(dir.path());
+    for args in [
+        &["--min-age", "0"][..],
+        &["-m", "--unreferenced-for", "24h"],
+        &["-d"],
+    ] {
+        let (r, out) = gc_json(dir.path(), args);
+        assert_eq!(out.code, 0, "{args:?}: {}", out.stderr);
+        assert!(out.stderr.contains("an empty registry"), "{}", out.stderr);
+        assert!(r.deleted.blobs.is_empty() && !r.refused);
+        // Nothing created in it: no lock, no state, no docker/registry/v2 owned by this user.
+        assert_eq!(snapshot(dir.path()), before, "{args:?}");
+    }
     assert_eq!(run(&["gc", "--min-age", "soon", "x"]).code, 2);
 }
 

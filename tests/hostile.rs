@@ -493,6 +493,8 @@ fn empty_registry() {
 #[test]
 fn not_registries_are_refused_with_exit_2() {
     let dir = tempfile::tempdir().unwrap();
+    // Not empty: an empty directory is a registry before its first push.
+    std::fs::write(dir.path().join("unrelated"), b"x").unwrap();
     for target in ["/", "/nonexistent/registry", dir.path().to_str().unwrap()] {
         let out = run(&["gc", "--min-age", "0", target]);
         assert_eq!(out.code, 2, "{target}: {}", out.stderr);
@@ -548,3 +550,25 @@ fn nix_is_root() -> bool {
     // SAFETY: geteuid has no preconditions.
     unsafe { libc::geteuid() == 0 }
 }
+
+case!(
+    field_names_in_another_case_are_followed_as_the_registry_follows_them,
+    |b| {
+        // #22: the registry decodes with Go's encoding/json, which matches "Layers" to `layers`
+        // and "Config" to `config`; a manifest spelt so pulls, and its blobs must stay.
+        let t = b.t();
+        let config = t.blob(b"config spelt oddly");
+        let layer = t.blob(b"layer spelt oddly");
+        let json = format!(
+            r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","Config":{{"mediaType":"application/vnd.oci.image.config.v1+json","Digest":"{config}","size":18}},"Layers":[{{"mediaType":"application/vnd.oci.image.layer.v1.tar","digest":"{layer}","size":17}}]}}"#
+        );
+        let m = t.manifest("app", json.as_bytes());
+        t.tag("app", "odd", &m);
+        age_tree(b.root(), Duration::from_secs(86400));
+        let (r, out) = gc_json(b.root(), &["-m", "--min-age", "0", "-d"]);
+        assert_eq!(out.code, 0, "{}", out.stderr);
+        let planned: BTreeSet<Digest> = r.deleted.blobs.iter().map(|x| x.digest.clone()).collect();
+        assert!(!planned.contains(&config) && !planned.contains(&layer));
+        normal(&b)
+    }
+);

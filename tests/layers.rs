@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 /// Bottom to top. A module may import its own layer and the layers below it.
 const LAYERS: &[(&str, &[&str])] = &[
-    ("base", &["error", "units", "progress"]),
+    ("base", &["error", "units", "progress", "hooks"]),
     ("registry", &["registry"]),
     ("config", &["config"]),
     ("storage", &["storage"]),

@@ -56,7 +56,15 @@ fn the_package_installs_a_binary_man_pages_completions_and_units() {
         return;
     }
     let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let built = sh(Command::new(repo.join("scripts/build-deb")).arg("--debug"));
+    // The same features as the binary the other tests run, so that it is not rebuilt.
+    let features = if cfg!(feature = "test-hooks") {
+        "test-hooks"
+    } else {
+        ""
+    };
+    let built = sh(Command::new(repo.join("scripts/build-deb"))
+        .arg("--debug")
+        .env("REGSWEEP_DEB_FEATURES", features));
     let deb = repo.join(built.lines().last().expect("the package's path"));
     sh(Command::new("dpkg").arg("-i").arg(&deb));
 
@@ -85,7 +93,23 @@ fn the_package_installs_a_binary_man_pages_completions_and_units() {
     ];
     sh(Command::new("systemd-analyze").arg("verify").args(units));
     let service = std::fs::read_to_string(units[0]).unwrap();
-    assert!(service.contains("gc -m --min-age 6h --quiet --json /var/log/regsweep/"));
+    // The packaged defaults: a window to undo a deletion and a cap on one night's deletions
+    // (systemd's `%%` is a literal `%`), each explained where `systemctl cat` shows it.
+    assert!(service.contains(
+        "gc -m --min-age 6h --unreferenced-for 24h --max-delete 50%% --quiet --json /var/log/regsweep/"
+    ));
+    for flag in [
+        "--min-age 6h",
+        "--unreferenced-for 24h",
+        "--max-delete 50%%",
+    ] {
+        assert!(
+            service
+                .lines()
+                .any(|l| l.starts_with('#') && l.contains(flag.split(' ').next().unwrap())),
+            "{flag} is not explained in a comment"
+        );
+    }
     assert!(service.contains("/etc/docker/registry/config.yml"));
     let timer = std::fs::read_to_string(units[1]).unwrap();
     assert!(timer.contains("RandomizedDelaySec="));
@@ -124,4 +148,31 @@ fn the_package_installs_a_binary_man_pages_completions_and_units() {
         assert!(String::from_utf8_lossy(&out.stdout).contains("--min-age"));
     }
     sh(Command::new("dpkg").args(["-r", "regsweep"]));
+}
+
+/// A production binary lets no environment variable pause it, move its clock or kill it: the
+/// hooks are a cargo feature that no default and no release build turns on.
+#[test]
+fn release_builds_have_no_test_hooks() {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let manifest = std::fs::read_to_string(repo.join("Cargo.toml")).unwrap();
+    let features = manifest
+        .split("[features]")
+        .nth(1)
+        .and_then(|s| s.split("\n[").next())
+        .unwrap();
+    assert!(
+        !features
+            .lines()
+            .any(|l| l.trim_start().starts_with("default")),
+        "no default features: {features}"
+    );
+    let build = std::fs::read_to_string(repo.join("scripts/build-deb")).unwrap();
+    let release = build
+        .lines()
+        .find(|l| l.contains("cargo build --release"))
+        .unwrap();
+    assert!(!release.contains("--features"), "{release}");
+    let hooks = std::fs::read_to_string(repo.join("src/hooks.rs")).unwrap();
+    assert!(hooks.contains("#[cfg(feature = \"test-hooks\")]\nmod enabled"));
 }

@@ -194,9 +194,10 @@ fn the_real_registry_on_s3_end_to_end() {
     assert_eq!(deleted(&real), gone);
     let requests = real.requests.unwrap();
     // Deletes in batches (tag history, revisions, layer links, originals after their copy to
-    // the trash, the trash); one copy (a PUT) per dead blob, and the lock object.
+    // the trash, the trash); one copy (a PUT) per dead blob, the lock object, and the refused
+    // second create that shows the server honours the lock's condition.
     assert!(requests.delete >= 1 && requests.delete <= 6, "{requests:?}");
-    assert_eq!(requests.put as usize, gone.len() + 1, "{requests:?}");
+    assert_eq!(requests.put as usize, gone.len() + 2, "{requests:?}");
     server.restart();
     check_scenario_after_gc(&server, &e, true);
     server.stop();
@@ -405,6 +406,15 @@ fn a_missing_live_manifest_in_the_bucket_refuses_and_names_its_key() {
         r.stderr
     );
     assert_eq!(blobs_in(&client, "reg"), before, "a refused run deleted");
+
+    // #25 item 11: a bucket that does not exist is a wrong target (exit 2), as documented.
+    let r = run_cmd(s3_cmd(
+        &moto,
+        cache.path(),
+        &["gc", "-d", "s3://no-such-bucket/reg"],
+    ));
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("no-such-bucket"), "{}", r.stderr);
 }
 
 /// Enough repositories that a run on the test server takes a few seconds.

@@ -42,6 +42,10 @@ fn deleted(r: &GcReport) -> BTreeSet<Digest> {
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "test-hooks"),
+    ignore = "moves the clock: needs --features test-hooks (scripts/test)"
+)]
 fn a_deleted_tag_keeps_its_blobs_for_a_day_unless_pushed_again() {
     if !server_available() {
         eprintln!("skipped: docker-registry is not installed (scripts/test installs it)");
@@ -99,34 +103,39 @@ fn a_deleted_tag_keeps_its_blobs_for_a_day_unless_pushed_again() {
         .unwrap();
     assert!(String::from_utf8_lossy(&human.stdout).contains("Waiting (unreferenced for less than"));
 
-    // Branches of the story, each on a copy of the tree as the first run left it.
+    // Branches of the story, each on the tree as the first run left it, put back in place
+    // one after the other (the state belongs to this root: a copy elsewhere is another
+    // registry, whose state is refused).
+    let pristine = tempfile::tempdir().unwrap();
+    copy_tree(root.path(), pristine.path());
     let branch = || {
-        let dir = tempfile::tempdir().unwrap();
-        copy_tree(root.path(), dir.path());
-        age_tree(dir.path(), 48 * HOUR);
-        dir
+        std::fs::remove_dir_all(root.path()).unwrap();
+        std::fs::create_dir(root.path()).unwrap();
+        copy_tree(pristine.path(), root.path());
+        age_tree(root.path(), 48 * HOUR);
+        root.path().to_path_buf()
     };
 
     // 25 hours on: a dry run shows them going and writes nothing; the real run deletes them.
     let later = branch();
-    let snap = snapshot(later.path());
-    let (dry, code, _) = gc(later.path(), 25 * HOUR, &["-d"]);
+    let snap = snapshot(later.as_path());
+    let (dry, code, _) = gc(later.as_path(), 25 * HOUR, &["-d"]);
     assert_eq!(code, 0);
     assert!(v1.is_subset(&deleted(&dry)));
-    assert_eq!(snapshot(later.path()), snap, "the dry run wrote");
-    let (real, code, stderr) = gc(later.path(), 25 * HOUR, &[]);
+    assert_eq!(snapshot(later.as_path()), snap, "the dry run wrote");
+    let (real, code, stderr) = gc(later.as_path(), 25 * HOUR, &[]);
     assert_eq!(code, 0, "{stderr}");
     assert_eq!(deleted(&real), deleted(&dry));
-    assert!(blobs_on_disk(later.path()).is_disjoint(&v1));
+    assert!(blobs_on_disk(later.as_path()).is_disjoint(&v1));
     // Both rules must allow a deletion: a long --min-age still keeps them.
     let strict = branch();
-    let (r, _, _) = gc(strict.path(), 25 * HOUR, &["--min-age", "30d"]);
+    let (r, _, _) = gc(strict.as_path(), 25 * HOUR, &["--min-age", "30d"]);
     assert!(deleted(&r).is_disjoint(&v1));
 
     // Pushed again 12 hours on: referenced, so it starts over; a day later nothing of it goes,
     // and the image pulls.
     let again = branch();
-    let server = Registry::start(again.path());
+    let server = Registry::start(again.as_path());
     let c = server.client();
     push_image(
         &c,
@@ -137,23 +146,74 @@ fn a_deleted_tag_keeps_its_blobs_for_a_day_unless_pushed_again() {
         &["v1 layer", "v1 other"],
     );
     drop(server);
-    age_tree(again.path(), 48 * HOUR);
-    let (r, code, _) = gc(again.path(), 12 * HOUR, &[]);
+    age_tree(again.as_path(), 48 * HOUR);
+    let (r, code, _) = gc(again.as_path(), 12 * HOUR, &[]);
     assert_eq!(code, 0);
     assert!(deleted(&r).is_disjoint(&v1));
-    let (r, code, _) = gc(again.path(), 25 * HOUR, &[]);
+    let (r, code, _) = gc(again.as_path(), 25 * HOUR, &[]);
     assert_eq!(code, 0);
     assert!(deleted(&r).is_disjoint(&v1));
-    assert!(v1.is_subset(&blobs_on_disk(again.path())));
-    let server = Registry::start(again.path());
+    assert!(v1.is_subset(&blobs_on_disk(again.as_path())));
+    let server = Registry::start(again.as_path());
     let (status, _) = server.client().get_manifest("app", "v1");
     assert_eq!(status, 200);
     for b in &gone.blobs {
         assert_eq!(server.client().get_blob("app", b).0, 200);
     }
+    drop(server);
+
+    // Pushed again *during* the run that would delete them (its second look rescues them),
+    // then deleted again: their wait starts over. They used to keep their first-seen time in
+    // the state and go at once the next day (#22).
+    let rescued = branch();
+    let server = Registry::start(rescued.as_path());
+    let c = server.client();
+    let pauses = tempfile::tempdir().unwrap();
+    let child = regsweep()
+        .args(["gc", "-m", "--unreferenced-for", "24h", "--json", "-"])
+        .arg(rescued.as_path())
+        .env("REGSWEEP_TEST_NOW", at(25 * HOUR))
+        .env("REGSWEEP_TEST_PAUSE_AT", "second-look")
+        .env("REGSWEEP_TEST_PAUSE_DIR", pauses.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    while !pauses.path().join("second-look.reached").exists() {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let pushed = push_image(
+        &c,
+        "app",
+        Some("v1"),
+        Format::Oci,
+        "amd64",
+        &["v1 layer", "v1 other"],
+    );
+    std::fs::write(pauses.path().join("second-look.go"), b"").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let r: GcReport = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(deleted(&r).is_disjoint(&v1), "a rescued blob was deleted");
+    assert!(r.summary.rescued_blobs + r.summary.rescued_manifests > 0);
+    c.delete_manifest("app", &pushed.digest);
+    drop(server);
+    age_tree(rescued.as_path(), 48 * HOUR);
+    let (r, code, stderr) = gc(rescued.as_path(), 26 * HOUR, &[]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        deleted(&r).is_disjoint(&v1),
+        "unreferenced again for an hour, deleted as if for a day"
+    );
+    let waiting: BTreeSet<Digest> = r.waiting.iter().filter_map(|w| w.digest.clone()).collect();
+    assert!(v1.is_subset(&waiting), "{:?}", r.waiting);
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "test-hooks"),
+    ignore = "moves the clock: needs --features test-hooks (scripts/test)"
+)]
 fn the_state_survives_a_kill_and_a_damaged_one_protects_everything() {
     let dir = support::tree::aged_copy("registry");
     let root = dir.path();
@@ -194,6 +254,13 @@ fn the_state_survives_a_kill_and_a_damaged_one_protects_everything() {
     assert!(r.deleted.blobs.is_empty());
     assert!(stderr.contains(&state.display().to_string()), "{stderr}");
     assert_eq!(blobs_on_disk(root), snap);
+    // And it goes on protecting: the refused run did not replace it with its own (#22), so a
+    // second run the next day refuses too instead of deleting what was never waited on.
+    assert_eq!(std::fs::read(&state).unwrap(), b"not a state");
+    let (r, code, _) = gc(root, 50 * HOUR, &["--min-age", "0"]);
+    assert_eq!(code, 1);
+    assert!(r.deleted.blobs.is_empty());
+    assert_eq!(blobs_on_disk(root), snap);
     let (r, code, stderr) = gc(root, 25 * HOUR, &["--min-age", "0", "--reset-state"]);
     assert_eq!(code, 0, "{stderr}");
     assert!(r.deleted.blobs.is_empty() && !r.waiting.is_empty());
@@ -205,4 +272,43 @@ fn the_state_survives_a_kill_and_a_damaged_one_protects_everything() {
     let (_, code, _) = gc(root, Duration::ZERO, &["--min-age", "0", "--state", p]);
     assert_eq!(code, 0);
     assert!(path.is_file());
+}
+
+// #25 item 4: the state recorded no registry; copied to another one (or one --state PATH
+// shared by two) it let blobs go at once that were never waited on there.
+#[test]
+#[cfg_attr(
+    not(feature = "test-hooks"),
+    ignore = "moves the clock: needs --features test-hooks (scripts/test)"
+)]
+fn another_registrys_state_is_refused() {
+    let a = support::tree::aged_copy("registry");
+    let b = support::tree::aged_copy("registry");
+    let (first, code, stderr) = gc(a.path(), Duration::ZERO, &["--min-age", "0"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(!first.waiting.is_empty());
+    // Copied as a whole, with its state: on b nothing was ever waited on.
+    let state = |root: &Path| v2(root).join(".regsweep-unreferenced");
+    std::fs::copy(state(a.path()), state(b.path())).unwrap();
+    let before = blobs_on_disk(b.path());
+    let (r, code, stderr) = gc(b.path(), 25 * HOUR, &["--min-age", "0"]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(r.deleted.blobs.is_empty());
+    assert_eq!(blobs_on_disk(b.path()), before);
+    assert!(stderr.contains("belongs to another registry"), "{stderr}");
+    // Still a's: a goes on as before.
+    let (r, code, stderr) = gc(a.path(), 25 * HOUR, &["--min-age", "0"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(!r.deleted.blobs.is_empty());
+    // One --state PATH for two registries: the second is refused the same way.
+    let shared = tempfile::tempdir().unwrap();
+    let path = shared.path().join("state");
+    let p = path.to_str().unwrap();
+    let c = support::tree::aged_copy("registry");
+    let d = support::tree::aged_copy("registry");
+    let (_, code, _) = gc(c.path(), Duration::ZERO, &["--min-age", "0", "--state", p]);
+    assert_eq!(code, 0);
+    let (r, code, stderr) = gc(d.path(), 25 * HOUR, &["--min-age", "0", "--state", p]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(r.deleted.blobs.is_empty());
 }

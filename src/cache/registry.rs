@@ -25,7 +25,7 @@
 //! anything it cannot find is evicted. Keys are found with SCAN (never KEYS), deleted 1,000 a
 //! command.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::io;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -135,6 +135,12 @@ impl EntryCounts {
     pub fn total(&self) -> usize {
         self.blob_descriptors + self.repository_memberships + self.repository_descriptors
     }
+
+    pub fn add(&mut self, other: EntryCounts) {
+        self.blob_descriptors += other.blob_descriptors;
+        self.repository_memberships += other.repository_memberships;
+        self.repository_descriptors += other.repository_descriptors;
+    }
 }
 
 /// One cache entry: a key, and for a repository's set, the member.
@@ -166,6 +172,21 @@ pub struct CacheReport {
 }
 
 impl CacheReport {
+    /// What a run evicted ahead of its removals, to be merged into the reconciliation's
+    /// report at the end ([`CacheReport::merge_ahead`]).
+    pub fn ahead(evicted: EntryCounts) -> CacheReport {
+        let mut r = CacheReport::new(CacheKind::Redis);
+        r.evicted = evicted;
+        r
+    }
+
+    /// Count in what was evicted ahead of the removals (a dry run evicts nothing ahead).
+    pub fn merge_ahead(&mut self, ahead: Option<&CacheReport>) {
+        if let Some(a) = ahead {
+            self.evicted.add(a.evicted);
+        }
+    }
+
     fn new(kind: CacheKind) -> CacheReport {
         CacheReport {
             kind,
@@ -327,7 +348,10 @@ fn evict(
     let result = connect(settings)
         .and_then(|mut con| evict_on(&mut con, storage, gone, dry_run, &mut report));
     if let Err(e) = result {
-        let what = if gone.blobs + gone.links > 0 {
+        let what = if dry_run {
+            // A dry run removed nothing: its entries are only as stale as before it.
+            "whatever stale entries it held before this dry run (nothing was removed)".to_string()
+        } else if gone.blobs + gone.links > 0 {
             format!(
                 "its entries for the {} blobs and {} links this command removed (and for \
                  anything else no longer in storage)",
@@ -354,6 +378,87 @@ fn evict(
         ));
     }
     report
+}
+
+/// Before a run removes anything, and again once its dead blobs are in the trash: evict the
+/// registry's cache entries for what it is removing (`blobs::<d>` of the blobs, and each
+/// repository's membership and descriptor of the links), so that meanwhile the registry asks
+/// storage instead of believing its cache and accepting a manifest whose blob is going. Only
+/// those keys: no SCAN, no judgment (evicting is always safe). Returns how many entries went.
+pub fn evict_ahead(
+    cache: &RegistryCache,
+    blobs: &[Digest],
+    links: &[(String, Digest)],
+) -> Result<EntryCounts, String> {
+    let mut evicted = EntryCounts::default();
+    let RegistryCache::Redis(settings) = cache else {
+        return Ok(evicted);
+    };
+    if blobs.is_empty() && links.is_empty() {
+        return Ok(evicted);
+    }
+    let err = |e: redis::RedisError| format!("{}: {e}", settings.display());
+    let mut con = connect(settings).map_err(|e| format!("{}: {e}", settings.display()))?;
+    let mut members: HashMap<&str, Vec<String>> = HashMap::new();
+    for (repo, d) in links {
+        members.entry(repo).or_default().push(d.to_string());
+    }
+    // Memberships first: a membership never outlives the descriptor it vouches for.
+    for (repo, digests) in &members {
+        for chunk in digests.chunks(BATCH) {
+            let n: i64 = redis::cmd("SREM")
+                .arg(format!("repository::{repo}::blobs"))
+                .arg(chunk)
+                .query(&mut con)
+                .map_err(err)?;
+            evicted.repository_memberships += n as usize;
+        }
+    }
+    let descriptors: Vec<String> = links
+        .iter()
+        .map(|(repo, d)| format!("repository::{repo}::blobs::{d}"))
+        .collect();
+    for chunk in descriptors.chunks(BATCH) {
+        let n: i64 = redis::cmd("DEL").arg(chunk).query(&mut con).map_err(err)?;
+        evicted.repository_descriptors += n as usize;
+    }
+    let blob_keys: Vec<String> = blobs.iter().map(|d| format!("blobs::{d}")).collect();
+    for chunk in blob_keys.chunks(BATCH) {
+        let n: i64 = redis::cmd("DEL").arg(chunk).query(&mut con).map_err(err)?;
+        evicted.blob_descriptors += n as usize;
+    }
+    Ok(evicted)
+}
+
+/// Split keys into those of the type the registry gives such a name (a hash for `blobs::<d>`
+/// and `repository::<name>::blobs::<d>`, a set for `repository::<name>::blobs`) and the rest,
+/// asking Redis for every type in pipelines of `BATCH`.
+fn of_the_registrys_types(
+    con: &mut redis::Connection,
+    keys: Vec<String>,
+) -> redis::RedisResult<(Vec<String>, Vec<String>)> {
+    let mut ours = Vec::with_capacity(keys.len());
+    let mut others = Vec::new();
+    for chunk in keys.chunks(BATCH) {
+        let mut pipe = redis::pipe();
+        for k in chunk {
+            pipe.cmd("TYPE").arg(k);
+        }
+        let types: Vec<String> = pipe.query(con)?;
+        for (k, t) in chunk.iter().zip(types) {
+            let expected = match parse_key(k) {
+                Some(CacheKey::RepositorySet(_)) => "set",
+                Some(_) => "hash",
+                None => "",
+            };
+            if t == expected {
+                ours.push(k.clone());
+            } else {
+                others.push(k.clone());
+            }
+        }
+    }
+    Ok((ours, others))
 }
 
 /// Every item a cursor command returns (SCAN, SSCAN), `BATCH` a step, UTF-8 only (a key that
@@ -409,6 +514,20 @@ fn evict_on(
     let err = |e: redis::RedisError| e.to_string();
     let mut keys = scan(con, "blobs::*").map_err(err)?;
     keys.extend(scan(con, "repository::*").map_err(err)?);
+    // A key named like the registry's but of another type is another application's (a Redis
+    // shared with others): never read as the registry's, never deleted.
+    let (ours, others) = of_the_registrys_types(con, keys).map_err(err)?;
+    keys = ours;
+    if !others.is_empty() {
+        report.note = format!(
+            "{} key{} named like the registry's cache entries but of another type (such as \
+             {:?}) {} left alone",
+            others.len(),
+            if others.len() == 1 { "" } else { "s" },
+            others[0],
+            if others.len() == 1 { "was" } else { "were" },
+        );
+    }
 
     // Members of each repository's set, read before any judgment.
     let mut sets = Vec::new();

@@ -29,6 +29,8 @@ pub(super) trait Output: serde::Serialize {
     fn set_cache(&mut self, cache: CacheReport, seconds: f64);
     /// What `--metrics-file` gets.
     fn metrics(&self) -> Metrics;
+    /// One more warning, said with the others.
+    fn warn(&mut self, problem: Problem);
     fn problems(&self) -> Vec<(&'static str, &Problem)>;
     fn write_human(&self, out: &mut dyn Write, verbose: bool) -> io::Result<()>;
     fn exit_code(&self) -> i32;
@@ -64,8 +66,12 @@ impl Output for GcReport {
     fn metrics(&self) -> Metrics {
         metrics::of_gc(self)
     }
-    fn set_cache(&mut self, cache: CacheReport, seconds: f64) {
+    fn warn(&mut self, problem: Problem) {
+        self.warnings.push(problem);
+    }
+    fn set_cache(&mut self, mut cache: CacheReport, seconds: f64) {
         self.errors.extend(cache.errors.iter().cloned());
+        cache.merge_ahead(self.cache.as_ref());
         self.cache = Some(cache);
         self.timings.cache = seconds;
     }
@@ -91,6 +97,9 @@ impl Output for EditReport {
     fn metrics(&self) -> Metrics {
         metrics::of_edit(self)
     }
+    fn warn(&mut self, problem: Problem) {
+        self.warnings.push(problem);
+    }
     fn gone(&self) -> Gone {
         let mut gone = Gone::default();
         edits::add_to(&self.repositories, &mut gone);
@@ -99,12 +108,13 @@ impl Output for EditReport {
         }
         gone
     }
-    fn set_cache(&mut self, cache: CacheReport, seconds: f64) {
+    fn set_cache(&mut self, mut cache: CacheReport, seconds: f64) {
         self.errors.extend(cache.errors.iter().cloned());
-        self.cache = Some(cache);
         if let Some(gc) = &mut self.gc {
+            cache.merge_ahead(gc.cache.take().as_ref());
             gc.timings.cache = seconds;
         }
+        self.cache = Some(cache);
     }
     fn problems(&self) -> Vec<(&'static str, &Problem)> {
         let mut all: Vec<_> = tagged(&self.warnings, &self.errors).collect();
@@ -174,6 +184,17 @@ pub(super) fn finish(
         &report.gone(),
         dry_run,
     );
+    if reconciled.restart_required && !dry_run {
+        // Said on stderr even under --quiet: until the registry restarts it answers for
+        // deleted blobs, and accepts pushes that reuse them (their images then do not pull).
+        let path = target
+            .config_path()
+            .unwrap_or_else(|| target.storage.display(""));
+        report.warn(Problem::new(
+            path,
+            format!("RESTART THE REGISTRY: {}", reconciled.note),
+        ));
+    }
     report.set_cache(reconciled, started.elapsed().as_secs_f64());
     print_problems(report.problems());
     let json_to_stdout = json.as_ref().is_some_and(Sink::is_stdout);
@@ -223,7 +244,12 @@ pub(super) fn write_metrics(path: Option<&Path>, metrics: impl FnOnce() -> Metri
 /// Where a report goes: stdout, or a file opened before the command touches anything.
 pub(super) enum Sink {
     Stdout,
-    File { path: PathBuf, file: std::fs::File },
+    File {
+        path: PathBuf,
+        file: std::fs::File,
+        /// Created by this run (nothing was there): removed again if the run stops first.
+        created: bool,
+    },
 }
 
 impl Sink {
@@ -234,6 +260,7 @@ impl Sink {
         if path == Path::new("-") {
             return Ok(Sink::Stdout);
         }
+        let created = std::fs::symlink_metadata(path).is_err();
         std::fs::OpenOptions::new()
             .write(true)
             .create(true)
@@ -242,6 +269,7 @@ impl Sink {
             .map(|file| Sink::File {
                 path: path.to_path_buf(),
                 file,
+                created,
             })
             .map_err(|e| {
                 fail(&Error::target(
@@ -249,6 +277,19 @@ impl Sink {
                     format!("cannot write there: {e}; nothing was done"),
                 ))
             })
+    }
+
+    /// The command stopped before it had a report: remove the file if this run created it
+    /// (an existing one keeps its content: it was never truncated).
+    pub fn discard(self) {
+        if let Sink::File {
+            path,
+            created: true,
+            ..
+        } = self
+        {
+            let _ = std::fs::remove_file(path);
+        }
     }
 
     pub fn is_stdout(&self) -> bool {
@@ -265,7 +306,7 @@ impl Sink {
                     write(&mut out).and_then(|()| out.flush()),
                 )
             }
-            Sink::File { path, file } => {
+            Sink::File { path, file, .. } => {
                 // Truncated only now; a device such as /dev/null cannot be, and needs not.
                 let truncated = match file.metadata() {
                     Ok(m) if m.is_file() => file.set_len(0),

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 use crate::check;
-use crate::config::redis::RedisSettings;
+use crate::config::redis::{RedisSettings, RegistryCache};
 use crate::edit::delete::{self, Reference};
 use crate::edit::driver::{self as edit_driver, EditOptions, Selector};
 use crate::edit::prune::{self, Rule, RuleSpec};
@@ -79,12 +79,16 @@ pub struct CacheChoice {
 
 /// `gc`.
 pub fn gc(common: &Common, cache: &CacheChoice, options: &GcOptions) -> u8 {
-    let (opened, [json]) = match open(common, [common.json.as_deref()]) {
+    let (opened, [json]) = match open(common, "gc", options.dry_run, [common.json.as_deref()]) {
         Ok(opened) => opened,
         Err(code) => return code,
     };
     let how = Finish::new("gc", cache, common, options.dry_run);
-    match gc_driver::gc(opened.storage.as_ref(), options) {
+    let options = GcOptions {
+        cache: evicted_ahead(cache, &opened),
+        ..options.clone()
+    };
+    match gc_driver::gc(opened.storage.as_ref(), &options) {
         Ok(report) => finish(report, &opened, json, &how),
         Err(e) => failed_run(&e, &how),
     }
@@ -146,14 +150,30 @@ fn edit(
     options: &EditOptions,
     select: Box<Selector<'_>>,
 ) -> u8 {
-    let (opened, [json]) = match open(common, [common.json.as_deref()]) {
+    let (opened, [json]) = match open(common, command, options.dry_run, [common.json.as_deref()]) {
         Ok(opened) => opened,
         Err(code) => return code,
     };
     let how = Finish::new(command, cache, common, options.dry_run);
-    match edit_driver::edit(opened.storage.as_ref(), command, options, select) {
+    let mut options = options.clone();
+    if let Some(gc) = &mut options.gc {
+        gc.cache = evicted_ahead(cache, &opened);
+    }
+    match edit_driver::edit(opened.storage.as_ref(), command, &options, select) {
         Ok(report) => finish(report, &opened, json, &how),
         Err(e) => failed_run(&e, &how),
+    }
+}
+
+/// The cache a real run evicts entries from before it removes what they describe: the one
+/// `--redis` names, else the registry config's; none with `--no-cache-evict`.
+fn evicted_ahead(cache: &CacheChoice, opened: &open::Opened) -> RegistryCache {
+    if cache.no_cache_evict {
+        return RegistryCache::Unknown;
+    }
+    match &cache.redis {
+        Some(redis) => RegistryCache::Redis(redis.clone()),
+        None => opened.resolved.cache.clone(),
     }
 }
 
@@ -177,7 +197,7 @@ pub fn report(
         outputs.csv.as_deref(),
         outputs.html.as_deref(),
     ];
-    let (opened, [json, csv, html]) = match open(common, paths) {
+    let (opened, [json, csv, html]) = match open(common, "report", true, paths) {
         Ok(opened) => opened,
         Err(code) => return code,
     };
@@ -211,7 +231,7 @@ pub fn report(
 
 /// `check`: find damage without changing anything.
 pub fn check(common: &Common, options: check::Options) -> u8 {
-    let (opened, [json]) = match open(common, [common.json.as_deref()]) {
+    let (opened, [json]) = match open(common, "check", true, [common.json.as_deref()]) {
         Ok(opened) => opened,
         Err(code) => return code,
     };

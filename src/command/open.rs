@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use super::finish::Sink;
-use super::{fail, usage_error, Common, DEFAULT_S3_JOBS, EXIT_FAILED};
+use super::{fail, usage_error, Common, DEFAULT_S3_JOBS, EXIT_FAILED, EXIT_USAGE};
 use crate::config::{self, Backend, Resolved};
 use crate::error::{Error, Problem};
 use crate::gc::discover;
@@ -24,6 +24,11 @@ pub(super) struct Opened {
 }
 
 impl Opened {
+    /// The config file named on the command line, for messages about the registry.
+    pub fn config_path(&self) -> Option<String> {
+        self.config.as_ref().map(|p| p.display().to_string())
+    }
+
     /// The registry config's warnings, as problems naming the config file.
     pub fn config_warnings(&self) -> Vec<Problem> {
         let path = self
@@ -39,7 +44,32 @@ impl Opened {
 }
 
 /// Start the workers, open the target, then every output the command was asked to write.
+/// A target or an output that cannot be used ends the command here (exit 2): the metrics
+/// record it as a failed run, so that the last night's success does not stand.
 pub(super) fn open<const N: usize>(
+    common: &Common,
+    command: &str,
+    dry_run: bool,
+    outputs: [Option<&Path>; N],
+) -> Result<(Opened, [Option<Sink>; N]), u8> {
+    let started = std::time::Instant::now();
+    open_inner(common, outputs).inspect_err(|_| {
+        if let Some(path) = &common.metrics_file {
+            if metrics::check_writable(path).is_ok() {
+                super::finish::write_metrics(Some(path), || {
+                    metrics::Metrics::new(
+                        command,
+                        metrics::Outcome::Failed,
+                        started.elapsed().as_secs_f64(),
+                        dry_run,
+                    )
+                });
+            }
+        }
+    })
+}
+
+fn open_inner<const N: usize>(
     common: &Common,
     outputs: [Option<&Path>; N],
 ) -> Result<(Opened, [Option<Sink>; N]), u8> {
@@ -71,8 +101,18 @@ pub(super) fn open<const N: usize>(
             *sink = Some(Sink::open(path)?);
         }
     }
-    let storage = open_storage(&resolved, common)?;
-    discover::check_root(storage.as_ref()).map_err(|e| fail(&e))?;
+    let storage = open_storage(&resolved, common)
+        .and_then(|storage| {
+            discover::check_root(storage.as_ref())
+                .map(|()| storage)
+                .map_err(|e| fail(&e))
+        })
+        .inspect_err(|_| {
+            // Stopped before it read anything: no report, and no empty one left behind.
+            for sink in sinks.iter_mut().filter_map(Option::take) {
+                sink.discard();
+            }
+        })?;
     // A config target is a file (a storage root is a directory, an s3:// URL no path at all).
     let config = std::fs::metadata(target)
         .is_ok_and(|m| m.is_file())
@@ -115,9 +155,15 @@ fn open_storage(resolved: &Resolved, common: &Common) -> Result<Box<dyn Storage>
             };
             let cache = cache_dir.map(|d| ManifestCache::new(d, manifest_cache::DEFAULT_MAX_BYTES));
             let storage = S3Storage::open(client, prefix, cache).map_err(|e| {
-                // A listing that failed after its retries: nothing can be planned.
+                // A bucket that is not there (or not ours) is a wrong target; any other
+                // listing that failed after its retries leaves nothing to plan with.
                 eprintln!("regsweep: error: {name}: cannot list the bucket: {e}");
-                EXIT_FAILED
+                match e.kind() {
+                    std::io::ErrorKind::NotFound | std::io::ErrorKind::PermissionDenied => {
+                        EXIT_USAGE
+                    }
+                    _ => EXIT_FAILED,
+                }
             })?;
             Ok(Box::new(storage))
         }

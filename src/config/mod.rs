@@ -212,6 +212,29 @@ mod tests {
     }
 
     #[test]
+    fn credentials_in_an_endpoint_are_never_shown() {
+        // #25 item 14: `regionendpoint: http://user:pass@host` showed in the summary and in
+        // `root_source`.
+        let (_d, p) = config(
+            "version: 0.1\nstorage:\n  s3:\n    region: us-east-1\n    bucket: reg\n    \
+             regionendpoint: http://minio-user:s3cret-Pass@minio.local:9000\n",
+        );
+        let r = resolve_with_env(&p, None, env(&[])).unwrap();
+        for shown in [r.source.clone(), format!("{r:?}")] {
+            assert!(!shown.contains("s3cret-Pass"), "{shown}");
+            assert!(!shown.contains("minio-user"), "{shown}");
+        }
+        assert!(r.source.contains("http://minio.local:9000"), "{}", r.source);
+        let (_d, p) = config(
+            "version: 0.1\nstorage:\n  s3:\n    bucket: reg\n    regionendpoint: \"http://u:s3cret-Pass@[bad\"\n",
+        );
+        let e = resolve_with_env(&p, None, env(&[]))
+            .unwrap_err()
+            .to_string();
+        assert!(!e.contains("s3cret-Pass"), "{e}");
+    }
+
+    #[test]
     fn s3_configs_read_as_the_registry_reads_them() {
         let (_d, p) = config(
             "version: 0.1\nstorage:\n  s3:\n    accesskey: AK\n    secretkey: SK\n    region: eu-west-1\n    \

@@ -55,7 +55,13 @@ impl fmt::Debug for RedisSettings {
 impl RedisSettings {
     /// `redis://[[USER]:PASSWORD@]HOST[:PORT][/DB]`, or `rediss://` for TLS.
     pub fn from_url(text: &str) -> Result<RedisSettings, String> {
-        let url = url::Url::parse(text).map_err(|e| format!("{text:?} is not a URL: {e}"))?;
+        // Never echoed: a password in it is a secret, and one with a `/` is enough to make
+        // the URL unparseable.
+        let url = url::Url::parse(text).map_err(|e| {
+            format!(
+                "the Redis URL is not a URL ({e}); percent-encode a password's `/`, `@` and `:`"
+            )
+        })?;
         let tls = match url.scheme() {
             "redis" => None,
             "rediss" => Some(Tls::default()),

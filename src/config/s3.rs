@@ -25,13 +25,21 @@ pub struct Settings {
 impl std::fmt::Debug for Settings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Settings")
-            .field("endpoint", &self.endpoint.as_str())
+            .field("endpoint", &redacted(&self.endpoint))
             .field("region", &self.region)
             .field("bucket", &self.bucket)
             .field("path_style", &self.path_style)
             .field("credentials", &self.credentials.as_ref().map(|_| "(set)"))
             .finish()
     }
+}
+
+/// An endpoint for messages and reports: any user and password in it left out.
+pub fn redacted(url: &url::Url) -> String {
+    let mut shown = url.clone();
+    let _ = shown.set_password(None);
+    let _ = shown.set_username("");
+    shown.as_str().trim_end_matches('/').to_string()
 }
 
 /// Credentials from the standard AWS environment variables, else the shared credentials file
@@ -84,7 +92,7 @@ fn endpoint_url(text: &str, secure: bool) -> std::result::Result<url::Url, Strin
     } else {
         format!("{}://{text}", if secure { "https" } else { "http" })
     };
-    url::Url::parse(&with_scheme).map_err(|e| format!("endpoint {text:?} is not a URL: {e}"))
+    url::Url::parse(&with_scheme).map_err(|e| format!("the endpoint is not a URL: {e}"))
 }
 
 /// `s3://BUCKET/PREFIX`, with the endpoint from `--s3-endpoint` or `AWS_ENDPOINT_URL`.
@@ -160,7 +168,7 @@ pub(super) fn from_config(
         .to_string();
     let source = format!(
         "storage.s3 in {file} (bucket {bucket}, rootdirectory /{prefix}, endpoint {})",
-        endpoint.as_str().trim_end_matches('/')
+        redacted(&endpoint)
     );
     Ok((
         Backend::S3 {

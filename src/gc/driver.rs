@@ -7,13 +7,15 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
+use crate::cache::registry::{evict_ahead, CacheReport, EntryCounts};
+use crate::config::redis::RegistryCache;
 use crate::error::{Diagnostics, Result};
 use crate::gc::discover;
 use crate::gc::mark::{self, LiveSet};
 use crate::gc::plan::Deleted;
-use crate::gc::plan::{self, Plan};
+use crate::gc::plan::{self, MaxDelete, Plan};
 use crate::gc::read;
-use crate::gc::recheck;
+use crate::gc::recheck::{self, Removed};
 use crate::gc::report::{lap, GcReport, Summary, Timings, REPORT_VERSION};
 use crate::gc::sweep;
 use crate::gc::unreferenced;
@@ -41,6 +43,11 @@ pub struct GcOptions {
     pub empty_repositories: bool,
     /// Delete only what every real run has seen unreferenced for this long (`--unreferenced-for`).
     pub unreferenced: Option<Unreferenced>,
+    /// Refuse a plan that deletes more blobs than this.
+    pub max_delete: Option<MaxDelete>,
+    /// The registry's blob-descriptor cache, whose entries for what a real run removes are
+    /// evicted before it removes them (and again once its dead blobs are in the trash).
+    pub cache: RegistryCache,
 }
 
 /// Where the `--unreferenced-for` state lives.
@@ -71,6 +78,25 @@ pub const DEFAULT_UPLOADS_OLDER_THAN: Duration = Duration::from_secs(7 * 24 * 36
 /// in a dry run), collect.
 pub fn gc(storage: &dyn Storage, options: &GcOptions) -> Result<GcReport> {
     discover::check_root(storage)?;
+    if discover::is_empty_root(storage) {
+        // A fresh install: nothing to collect, and nothing may be created there (a lock or a
+        // state written as this user would leave the registry a tree it cannot write).
+        let mut report = collect(
+            storage,
+            &GcOptions {
+                dry_run: true,
+                unreferenced: None,
+                ..options.clone()
+            },
+        );
+        report.dry_run = options.dry_run;
+        report.warnings.push(crate::error::Problem::new(
+            storage.display(""),
+            "an empty registry (no docker/registry/v2 yet: nothing was pushed since it was \
+             installed); nothing to collect",
+        ));
+        return Ok(report);
+    }
     // Taken before anything is read, so that the plan is built on a view no other
     // regsweep run is changing.
     let _lock = if options.dry_run {
@@ -128,6 +154,7 @@ pub fn collect(storage: &dyn Storage, options: &GcOptions) -> GcReport {
     let mut clock = Instant::now();
     let restored_from_trash = recover(storage, options.dry_run, &mut diagnostics);
     timings.recover = lap(&mut clock);
+    crate::hooks::pause("mark");
     let mut plan = mark_and_plan(
         storage,
         &run,
@@ -144,6 +171,16 @@ pub fn collect(storage: &dyn Storage, options: &GcOptions) -> GcReport {
         )),
         _ => None,
     };
+    if let Some(cap) = options.max_delete {
+        if let Some(why) = cap.exceeded(plan.blobs.len(), plan.census.blobs) {
+            diagnostics.error(storage.display(""), why);
+            plan.refuse();
+        }
+    }
+    // What this run may delete: once it has run, none of it has waited for anything any more
+    // (deleted, or found live by a later look and so referenced again: its wait starts over).
+    let eligible = applied.as_ref().map(|_| unreferenced::candidates(&plan));
+    let evicted = std::sync::Mutex::new(EntryCounts::default());
     let (deleted, failures, rescued) = if options.dry_run {
         (plan.take_deleted(), Vec::new(), (0, 0, 0))
     } else {
@@ -152,14 +189,17 @@ pub fn collect(storage: &dyn Storage, options: &GcOptions) -> GcReport {
             &mut plan,
             &run,
             options,
+            &evicted,
             &mut diagnostics,
             &mut timings,
         )
     };
+    let evicted = evicted.into_inner().unwrap_or_default();
     let mut waiting = Vec::new();
-    if let (Some(rule), Some(applied)) = (&options.unreferenced, applied) {
-        if !options.dry_run {
-            write_state(storage, rule, applied.state, &deleted, &mut diagnostics);
+    if let (Some(rule), Some((applied, writable))) = (&options.unreferenced, applied) {
+        if !options.dry_run && writable {
+            let eligible = eligible.unwrap_or_default();
+            write_state(storage, rule, applied.state, &eligible, &mut diagnostics);
         }
         waiting = applied.waiting;
     }
@@ -200,7 +240,7 @@ pub fn collect(storage: &dyn Storage, options: &GcOptions) -> GcReport {
         requests: storage.requests(),
         unreferenced_for_seconds: options.unreferenced.as_ref().map(|u| u.window.as_secs()),
         waiting,
-        cache: None,
+        cache: (evicted.total() > 0).then(|| CacheReport::ahead(evicted)),
         timings,
     }
 }
@@ -214,12 +254,14 @@ fn state_name(storage: &dyn Storage, at: &StateAt) -> String {
 
 /// Read the previous state and keep in the plan only what the rule lets go. A missing state
 /// is a first run (said as a warning); an unreadable one protects everything (an error).
+/// The second value says whether this run may write the state afterwards: not over a damaged
+/// one, which goes on protecting everything until `--reset-state`.
 fn apply_unreferenced(
     storage: &dyn Storage,
     plan: &mut Plan,
     rule: &Unreferenced,
     diagnostics: &mut Diagnostics,
-) -> unreferenced::Applied {
+) -> (unreferenced::Applied, bool) {
     let name = state_name(storage, &rule.state);
     let previous = if rule.reset {
         Ok(None)
@@ -236,18 +278,42 @@ fn apply_unreferenced(
         }
     };
     match previous {
-        Ok(Some(state)) => unreferenced::apply(plan, Some(&state), rule.now, rule.window),
+        // Another registry's state (copied, or one --state PATH for two): trusting it would
+        // let go at once what this registry never waited on.
+        Ok(Some(state)) if !state.registry.is_empty() && state.registry != storage.identity() => {
+            diagnostics.error(
+                name,
+                format!(
+                    "this --unreferenced-for state belongs to another registry ({}), not to this \
+                     one ({}): nothing it would protect is deleted; give this registry its own \
+                     --state, or --reset-state to start one here",
+                    state.registry,
+                    storage.identity()
+                ),
+            );
+            (
+                unreferenced::apply(plan, None, rule.now, rule.window),
+                false,
+            )
+        }
+        Ok(Some(state)) => (
+            unreferenced::apply(plan, Some(&state), rule.now, rule.window),
+            true,
+        ),
         Ok(None) => {
             diagnostics.warn(
                 name,
                 "no state of earlier runs (first run, or --reset-state): everything unreferenced \
                  is seen for the first time, and nothing is deleted by --unreferenced-for yet",
             );
-            unreferenced::apply(
-                plan,
-                Some(&unreferenced::State::default()),
-                rule.now,
-                rule.window,
+            (
+                unreferenced::apply(
+                    plan,
+                    Some(&unreferenced::State::default()),
+                    rule.now,
+                    rule.window,
+                ),
+                true,
             )
         }
         Err(e) => {
@@ -258,40 +324,25 @@ fn apply_unreferenced(
                      deleted; --reset-state starts it over"
                 ),
             );
-            unreferenced::apply(plan, None, rule.now, rule.window)
+            (
+                unreferenced::apply(plan, None, rule.now, rule.window),
+                false,
+            )
         }
     }
 }
 
-/// After a real run: the state of this run's candidates, less what it deleted, written
-/// atomically.
+/// After a real run: the state of this run's candidates, less those it was allowed to delete
+/// (deleted, or rescued by a later look: either way no longer waiting), written atomically.
 fn write_state(
     storage: &dyn Storage,
     rule: &Unreferenced,
     mut state: unreferenced::State,
-    deleted: &Deleted,
+    eligible: &HashSet<unreferenced::Candidate>,
     diagnostics: &mut Diagnostics,
 ) {
-    use unreferenced::Candidate;
-    for b in &deleted.blobs {
-        state.first_seen.remove(&Candidate::Blob(b.digest.clone()));
-    }
-    for m in &deleted.manifests {
-        state
-            .first_seen
-            .remove(&Candidate::Manifest(m.repository.clone(), m.digest.clone()));
-    }
-    for l in &deleted.layer_links {
-        state.first_seen.remove(&Candidate::LayerLink(
-            l.repository.clone(),
-            l.digest.clone(),
-        ));
-    }
-    for r in &deleted.repositories {
-        state
-            .first_seen
-            .remove(&Candidate::Repository(r.name.clone()));
-    }
+    state.first_seen.retain(|c, _| !eligible.contains(c));
+    state.registry = storage.identity();
     let bytes = state.encode();
     let written = match &rule.state {
         StateAt::Storage(key) => storage.write_atomic(key, &bytes),
@@ -356,6 +407,21 @@ fn mark_and_plan(
     );
     diagnostics.merge(diags);
     diagnostics.merge(name_diags);
+    if names.is_empty() && !index.is_empty() {
+        // Every blob would be garbage. A registry does not get there by use (its catalog
+        // keeps emptied repositories until something removes them): a `repositories/` that
+        // did not mount, a root or prefix that points at half a tree, a bucket typo.
+        diagnostics.error(
+            storage.display(layout::REPOSITORIES),
+            format!(
+                "{} blobs and no repository at all: this looks like a storage that is not \
+                 (all) there (an unmounted volume, a wrong rootdirectory or bucket prefix for \
+                 one half of the tree), not an empty registry; nothing is deleted. If every \
+                 repository really is gone, delete docker/registry/v2/blobs by hand",
+                index.len()
+            ),
+        );
+    }
     let live = LiveSet::new(&index);
     let per_repo = read::read_and_mark_all(
         storage,
@@ -406,12 +472,13 @@ fn execute(
     plan: &mut Plan,
     run: &Run,
     options: &GcOptions,
+    evicted: &std::sync::Mutex<EntryCounts>,
     diagnostics: &mut Diagnostics,
     timings: &mut Timings,
 ) -> (Deleted, Vec<crate::error::Problem>, (usize, usize, usize)) {
     let mut clock = Instant::now();
-    let look = |view: &dyn Storage, candidates: &HashSet<Digest>| {
-        let mut look = recheck::look_again(view, candidates, run.start, run.plan);
+    let look = |view: &dyn Storage, candidates: &HashSet<Digest>, removed: &Removed| {
+        let mut look = recheck::look_again(view, candidates, removed, run.start, run.plan);
         if options.ignore_errors {
             let errors = std::mem::take(&mut look.diagnostics.errors);
             look.diagnostics.warnings.extend(errors);
@@ -419,9 +486,10 @@ fn execute(
         look
     };
     let mut rescued = (0, 0, 0);
+    crate::hooks::pause("second-look");
     if !plan.refused && !plan.is_empty() {
         let candidates = plan.blobs.iter().map(|b| b.digest.clone()).collect();
-        let second = look(storage, &candidates);
+        let second = look(storage, &candidates, &Removed::default());
         if second.diagnostics.errors.is_empty() {
             rescued = recheck::narrow(plan, &second);
         } else {
@@ -430,6 +498,7 @@ fn execute(
         diagnostics.merge(second.diagnostics);
     }
     timings.second_look = lap(&mut clock);
+    crate::hooks::pause("references");
     let done = Arc::new(AtomicU64::new(0));
     let d = done.clone();
     let total = plan.len() as u64;
@@ -437,7 +506,16 @@ fn execute(
         bar.set_message("sweeping");
         bar.set_position(d.load(Ordering::Relaxed));
     });
-    let outcome = sweep::sweep(storage, plan, run.start, &done, look, timings);
+    let evict = |blobs: &[Digest], links: &[(String, Digest)]| {
+        let counts = evict_ahead(&options.cache, blobs, links)?;
+        if let Ok(mut e) = evicted.lock() {
+            e.add(counts);
+        }
+        Ok(())
+    };
+    let outcome = sweep::sweep(storage, plan, run.start, &done, look, &evict, timings);
+    rescued.0 += outcome.rescued_manifests;
+    rescued.1 += outcome.rescued_layer_links;
     rescued.2 += outcome.rescued_blobs;
     diagnostics.merge(outcome.diagnostics);
     (

@@ -57,6 +57,15 @@ pub struct RepoMark {
     /// Digests that live manifests of this repository reference: its layer links for these
     /// must stay, so the images still pull through this repository.
     pub referenced: HashSet<Digest>,
+    /// Live manifests (named by a tag, a live index or as a subject) without a revision link
+    /// in this repository. Their content is followed when it was loaded (see
+    /// [`RepoMark::to_load`]), so everything they need is kept: a revision link written back
+    /// (by `check --repair`, or by a run that removed it and finds it needed) makes them pull
+    /// again.
+    pub unlinked: HashSet<Digest>,
+    /// Unlinked live manifests whose content the mark was not given: load them and mark
+    /// again.
+    pub to_load: Vec<Digest>,
 }
 
 #[derive(Debug, Default)]
@@ -261,23 +270,48 @@ impl<'a> RepoMarker<'a> {
                 // Already reported as an error in roots().
                 Some(Err(_)) => continue,
                 None => {
-                    // A tag or a live index names a manifest whose revision was deleted from
-                    // this repository: the registry no longer serves it, so nothing it
-                    // references is needed through it. Its own blob is kept, as the registry's
-                    // collector keeps every digest a live manifest lists. When the repository
-                    // could not be listed whole, the revision may well be there: the listing
-                    // error already says so, and "already broken" would be a false alarm.
-                    if self.repo.complete {
-                        self.diags.warn(
-                        (self.display)(&layout::revision_link(&self.repo.name, &d)),
-                        format!(
-                            "manifest {d} is named by a tag or a live index of {} but was deleted from it; that image is already broken",
-                            self.repo.name
-                        ),
-                    );
+                    // A tag or a live index names a manifest whose revision link is gone from
+                    // this repository: the registry does not serve it now, but a link written
+                    // back would make it pull again (a run that removed the link finds it
+                    // needed and writes it back; `check --repair` does too). So while its
+                    // content exists, everything it references is kept, as if it were linked.
+                    self.result.unlinked.insert(d.clone());
+                    match self.manifests.get(&d) {
+                        Some(Ok(_)) => {
+                            if self.repo.complete {
+                                self.diags.warn(
+                                    (self.display)(&layout::revision_link(&self.repo.name, &d)),
+                                    format!(
+                                        "manifest {d} is named by a tag or a live index of {} but has no revision link there, so it does not pull; everything it references is kept (`regsweep check --repair` writes the link back)",
+                                        self.repo.name
+                                    ),
+                                );
+                            }
+                            d.clone()
+                        }
+                        None => {
+                            self.result.to_load.push(d.clone());
+                            self.live_blobs.push((d.clone(), None));
+                            continue;
+                        }
+                        // Its content is gone too: nothing can bring it back, so only its own
+                        // digest is kept. When the repository could not be listed whole, the
+                        // revision may well be there: the listing error already says so, and
+                        // "already broken" would be a false alarm.
+                        Some(Err(_)) => {
+                            if self.repo.complete {
+                                self.diags.warn(
+                                    (self.display)(&layout::revision_link(&self.repo.name, &d)),
+                                    format!(
+                                        "manifest {d} is named by a tag or a live index of {} but was deleted from it, and its content is gone; that image is already broken",
+                                        self.repo.name
+                                    ),
+                                );
+                            }
+                            self.live_blobs.push((d.clone(), None));
+                            continue;
+                        }
                     }
-                    self.live_blobs.push((d.clone(), None));
-                    continue;
                 }
             };
             if content != d {
@@ -609,13 +643,29 @@ mod tests {
     }
 
     #[test]
-    fn a_child_deleted_from_the_repository_is_kept_as_a_blob_but_not_followed() {
-        // Index 1 lists 2, whose revision was deleted through the API: the registry no longer
-        // serves 2, so its layer 100 is garbage, but the digest 2 itself is kept.
+    fn a_child_without_its_revision_link_keeps_what_it_references_while_its_content_exists() {
+        // Index 1 lists 2, whose revision link is gone (deleted through the API, or removed by
+        // a run a moment before a push named it again): the registry does not serve 2 now,
+        // but writing its link back would, so its layer 100 must not go while 2's content
+        // exists (a regression guard: it used to be swept, leaving nothing to repair).
         let r = repo("a", &[("v1", 1)], &[1], &[]);
         let m = run(&[r], vec![(1, index(&[2])), (2, image(&[100], None))], true);
         assert!(m.diagnostics.errors.is_empty());
         assert_eq!(m.diagnostics.warnings.len(), 1);
+        assert!(m.diagnostics.warnings[0].message.contains("check --repair"));
+        assert_eq!(m.live_blobs, set(&[1, 2, 100]));
+    }
+
+    #[test]
+    fn a_child_whose_link_and_content_are_gone_is_already_broken() {
+        let r = repo("a", &[("v1", 1)], &[1], &[]);
+        let gone: Loaded = Err(LoadError {
+            path: "blobs/2".into(),
+            message: "manifest: blob data is missing".into(),
+        });
+        let m = run(&[r], vec![(1, index(&[2])), (2, gone)], true);
+        assert!(m.diagnostics.errors.is_empty());
+        assert!(m.diagnostics.warnings[0].message.contains("already broken"));
         assert_eq!(m.live_blobs, set(&[1, 2]));
     }
 }

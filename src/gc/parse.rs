@@ -43,6 +43,22 @@ impl Manifests {
         self.map.is_empty()
     }
 
+    /// Load `digests` too (manifests a tag names without a revision link), each once.
+    pub fn load_more(
+        &mut self,
+        storage: &dyn Storage,
+        digests: &[Digest],
+        buf: &mut Vec<u8>,
+        counter: &AtomicU64,
+    ) {
+        for d in digests {
+            if !self.map.contains_key(d) {
+                self.map.insert(d.clone(), load_one(storage, d, buf));
+                counter.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
     /// Build from already-parsed manifests (tests and benches of the pure phases).
     pub fn from_map(map: HashMap<Digest, Loaded>) -> Manifests {
         Manifests { map }

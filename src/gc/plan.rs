@@ -76,6 +76,57 @@ pub struct Options {
     pub empty_repositories: bool,
 }
 
+/// `--max-delete`: the most blobs one run may delete, as a count or a share of the blobs in
+/// the store. A plan over it is refused whole: stopping halfway would leave manifests that
+/// name deleted blobs, so a cap can only ever be all or nothing.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum MaxDelete {
+    Blobs(u64),
+    Percent(f64),
+}
+
+impl std::str::FromStr for MaxDelete {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<MaxDelete, String> {
+        let s = s.trim();
+        let bad = || format!("{s:?} is neither a count nor a percentage (examples: 5000, 20%)");
+        match s.strip_suffix('%') {
+            Some(p) => match p.trim().parse::<f64>() {
+                Ok(p) if (0.0..=100.0).contains(&p) => Ok(MaxDelete::Percent(p)),
+                _ => Err(bad()),
+            },
+            None => s.parse().map(MaxDelete::Blobs).map_err(|_| bad()),
+        }
+    }
+}
+
+impl std::fmt::Display for MaxDelete {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            MaxDelete::Blobs(n) => write!(f, "{n}"),
+            MaxDelete::Percent(p) => write!(f, "{p}%"),
+        }
+    }
+}
+
+impl MaxDelete {
+    /// Why a plan deleting `blobs` of the store's `total` is over the cap, if it is.
+    pub fn exceeded(&self, blobs: usize, total: usize) -> Option<String> {
+        let over = match *self {
+            MaxDelete::Blobs(n) => blobs as u64 > n,
+            MaxDelete::Percent(p) => blobs as f64 > total as f64 * p / 100.0,
+        };
+        over.then(|| {
+            format!(
+                "this run would delete {blobs} of {total} blobs, more than --max-delete {self}: \
+                 nothing is deleted. Look at the dry run (`-d -v`); if it is right, run once \
+                 with a higher --max-delete"
+            )
+        })
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct ManifestDeletion {
     pub repository: String,

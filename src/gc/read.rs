@@ -58,10 +58,18 @@ fn read_and_mark(
     manifests_read: &AtomicU64,
 ) -> RepoLiveness {
     let (repo, mut diagnostics) = discover::discover_repository(storage, name, discover_options);
-    let manifests = parse::load_repository(storage, &repo, buf, manifests_read);
+    let mut manifests = parse::load_repository(storage, &repo, buf, manifests_read);
     let display = |key: &str| storage.display(key);
-    let (mark, blobs, mark_diags) =
-        mark::mark_repository(&repo, &manifests, mark_options, &display);
+    // A live manifest without a revision link is followed through its content, which the
+    // revision links did not load: load it and mark again, until nothing new is named (each
+    // round loads at least one manifest, so this ends).
+    let (mark, blobs, mark_diags) = loop {
+        let (mark, blobs, diags) = mark::mark_repository(&repo, &manifests, mark_options, &display);
+        if mark.to_load.is_empty() {
+            break (mark, blobs, diags);
+        }
+        manifests.load_more(storage, &mark.to_load, buf, manifests_read);
+    };
     diagnostics.merge(mark_diags);
     RepoLiveness {
         repo,

@@ -40,7 +40,25 @@ pub struct Look {
     pub uploads: HashSet<(String, String)>,
     /// Repositories this look would remove too.
     pub repositories: HashSet<String>,
+    /// Among the references this run already removed ([`Removed`]): the revisions a tag, a
+    /// live index or a live subject names again, and the layer links a live manifest of
+    /// their repository needs again. The sweep writes them back.
+    pub needed: Removed,
     pub diagnostics: Diagnostics,
+}
+
+/// References a run has removed, by (repository, digest): what a later look must check are
+/// not needed again.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Removed {
+    pub manifests: HashSet<(String, Digest)>,
+    pub layer_links: HashSet<(String, Digest)>,
+}
+
+impl Removed {
+    pub fn is_empty(&self) -> bool {
+        self.manifests.is_empty() && self.layer_links.is_empty()
+    }
 }
 
 /// Clock skew and coarse timestamps: anything modified this long before the run started counts
@@ -53,6 +71,7 @@ pub const SLACK: Duration = Duration::from_secs(2);
 pub fn look_again(
     storage: &dyn Storage,
     candidates: &HashSet<Digest>,
+    removed: &Removed,
     since: SystemTime,
     options: plan::Options,
 ) -> Look {
@@ -100,11 +119,18 @@ pub fn look_again(
                 .filter(|d| candidates.contains(d))
                 .collect();
             let plan = plan::plan_repository(&r.repo, &r.mark, plan_options);
-            (plan, live, r.diagnostics)
+            let name = &r.repo.name;
+            let needed = Removed {
+                manifests: needed_again(&removed.manifests, name, &r.mark.live_manifests),
+                layer_links: needed_again(&removed.layer_links, name, &r.mark.referenced),
+            };
+            (plan, live, needed, r.diagnostics)
         },
     );
-    for (p, live, diags) in per_repo {
+    for (p, live, needed, diags) in per_repo {
         look.live_blobs.extend(live);
+        look.needed.manifests.extend(needed.manifests);
+        look.needed.layer_links.extend(needed.layer_links);
         look.manifests
             .extend(p.manifests.into_iter().map(|m| (m.repository, m.digest)));
         look.layer_links
@@ -117,6 +143,21 @@ pub fn look_again(
         look.diagnostics.merge(diags);
     }
     look
+}
+
+/// The removed references of repository `name` whose digest is in `live`.
+fn needed_again(
+    removed: &HashSet<(String, Digest)>,
+    name: &str,
+    live: &HashSet<Digest>,
+) -> HashSet<(String, Digest)> {
+    if removed.is_empty() {
+        return HashSet::new();
+    }
+    live.iter()
+        .map(|d| (name.to_string(), d.clone()))
+        .filter(|k| removed.contains(k))
+        .collect()
 }
 
 /// The storage as the last look must see it: blobs moved to the trash are still readable at
@@ -177,6 +218,9 @@ impl Storage for TrashView<'_> {
     }
     fn refresh(&self, prefix: &str) -> io::Result<()> {
         self.inner.refresh(prefix)
+    }
+    fn identity(&self) -> String {
+        self.inner.identity()
     }
     fn display(&self, key: &str) -> String {
         self.inner.display(key)

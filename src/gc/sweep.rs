@@ -25,8 +25,8 @@ use rayon::prelude::*;
 
 use crate::error::Diagnostics;
 use crate::gc::discover;
-use crate::gc::recheck::{Look, TrashView};
-use crate::registry::digest::Digest;
+use crate::gc::recheck::{Look, Removed, TrashView};
+use crate::registry::digest::{Algorithm, Digest};
 
 use crate::error::Problem;
 use crate::gc::plan::{
@@ -36,6 +36,9 @@ use crate::gc::plan::{
 use crate::gc::report::{lap, Timings};
 use crate::registry::layout;
 use crate::storage::Storage;
+
+/// Evicts the registry's cache entries for blobs and (repository, digest) links about to go.
+pub type Evict<'a> = dyn Fn(&[Digest], &[(String, Digest)]) -> Result<(), String> + 'a;
 
 /// What the sweep actually removed, and what it failed to remove.
 #[derive(Debug, Default)]
@@ -49,6 +52,10 @@ pub struct Outcome {
     pub failures: Vec<Problem>,
     /// Blobs moved to the trash and put back because the last look found them live.
     pub rescued_blobs: usize,
+    /// Revisions and layer links removed, then written back because the last look found
+    /// them needed again (a tag pushed, an index naming a child, a manifest using a blob).
+    pub rescued_manifests: usize,
+    pub rescued_layer_links: usize,
     /// What the last look found wrong (then every blob was put back).
     pub diagnostics: Diagnostics,
 }
@@ -88,6 +95,8 @@ fn remove_each_with<T: Clone>(
     for ((item, key), result) in items.iter().zip(&keys).zip(results) {
         match result {
             Ok(()) => ok.push(item.clone()),
+            // Written again by a push: not deleted, and nothing failed.
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
             Err(e) => failed.push(Problem::new(
                 storage.display(key),
                 format!("cannot delete: {e}"),
@@ -137,11 +146,34 @@ pub fn sweep(
     plan: &Plan,
     since: SystemTime,
     done: &AtomicU64,
-    last_look: impl FnOnce(&dyn Storage, &HashSet<Digest>) -> Look,
+    last_look: impl FnOnce(&dyn Storage, &HashSet<Digest>, &Removed) -> Look,
+    evict: &Evict<'_>,
     timings: &mut Timings,
 ) -> Outcome {
     let mut outcome = Outcome::default();
     let mut clock = Instant::now();
+
+    // A registry that caches blob descriptors must stop believing its cache about what is
+    // going before it goes; if it cannot be told, nothing goes.
+    let blobs: Vec<Digest> = plan.blobs.iter().map(|b| b.digest.clone()).collect();
+    let links: Vec<(String, Digest)> = (plan.manifests.iter())
+        .map(|m| (m.repository.clone(), m.digest.clone()))
+        .chain(
+            plan.layer_links
+                .iter()
+                .map(|l| (l.repository.clone(), l.digest.clone())),
+        )
+        .collect();
+    if let Err(e) = evict(&blobs, &links) {
+        outcome.diagnostics.error(
+            e,
+            "cannot evict the registry's cache entries for what this run would remove, so \
+             nothing was removed (the registry would go on answering for them); run again once \
+             its Redis is reachable, or with --no-cache-evict after putting the registry in \
+             read-only mode",
+        );
+        return outcome;
+    }
 
     // Tag-history entries first: a revision goes only once nothing in the history names it.
     let entries: Vec<(usize, String)> = plan
@@ -161,6 +193,7 @@ pub fn sweep(
     for (i, _) in removed {
         entries_left[i] -= 1;
     }
+    crate::hooks::pause("revisions");
     let ready: Vec<ManifestDeletion> = plan
         .manifests
         .iter()
@@ -174,6 +207,7 @@ pub fn sweep(
     outcome.manifests = manifests;
     outcome.failures.extend(failed);
 
+    crate::hooks::pause("layer-links");
     let (links, failed) = remove_links_each(storage, &plan.layer_links, done, |l| {
         layout::layer_dir(&l.repository, &l.digest)
     });
@@ -200,7 +234,8 @@ pub fn sweep(
         return outcome;
     }
 
-    sweep_blobs_through_trash(storage, plan, done, last_look, &mut outcome, timings);
+    sweep_blobs_through_trash(storage, plan, done, last_look, evict, &mut outcome, timings);
+    crate::hooks::pause("tidy");
     clock = Instant::now();
 
     // A shard only goes if it is empty now: a blob pushed into it meanwhile keeps it.
@@ -235,10 +270,12 @@ fn sweep_blobs_through_trash(
     storage: &dyn Storage,
     plan: &Plan,
     done: &AtomicU64,
-    last_look: impl FnOnce(&dyn Storage, &HashSet<Digest>) -> Look,
+    last_look: impl FnOnce(&dyn Storage, &HashSet<Digest>, &Removed) -> Look,
+    evict: &Evict<'_>,
     outcome: &mut Outcome,
     timings: &mut Timings,
 ) {
+    crate::hooks::pause("trash");
     let mut clock = Instant::now();
     let trash = blob_trash(storage);
     let pairs: Vec<(String, String)> = plan
@@ -273,13 +310,49 @@ fn sweep_blobs_through_trash(
     outcome.failures.extend(failed);
     timings.trash = lap(&mut clock);
     let candidates: HashSet<Digest> = trashed.iter().map(|b| b.digest.clone()).collect();
-    let look = if candidates.is_empty() {
+    crate::hooks::pause("last-look");
+    // The references removed above are checked too: a push since may need one again.
+    let removed = Removed {
+        manifests: outcome
+            .manifests
+            .iter()
+            .map(|m| (m.repository.clone(), m.digest.clone()))
+            .collect(),
+        layer_links: outcome
+            .layer_links
+            .iter()
+            .map(|l| (l.repository.clone(), l.digest.clone()))
+            .collect(),
+    };
+    // Evicted again: between the first eviction and the move, the registry may have cached
+    // these once more. From now on it finds them missing in storage.
+    let trashed_digests: Vec<Digest> = candidates.iter().cloned().collect();
+    let removed_links: Vec<(String, Digest)> = removed
+        .manifests
+        .iter()
+        .chain(&removed.layer_links)
+        .cloned()
+        .collect();
+    let evicted = evict(&trashed_digests, &removed_links);
+    let look = if candidates.is_empty() && removed.is_empty() {
         Look::default()
     } else {
-        last_look(&TrashView::new(storage, trash, &candidates), &candidates)
+        last_look(
+            &TrashView::new(storage, trash, &candidates),
+            &candidates,
+            &removed,
+        )
     };
     timings.last_look = lap(&mut clock);
-    let keep_all = !look.diagnostics.errors.is_empty();
+    if let Err(e) = &evicted {
+        outcome.diagnostics.error(
+            e.clone(),
+            "cannot evict the registry's cache entries for the blobs in the trash: every blob \
+             was put back (the registry may have accepted a manifest that needs one)",
+        );
+    }
+    let keep_all = !look.diagnostics.errors.is_empty() || evicted.is_err();
+    write_back(storage, &look.needed, outcome);
     let (back, gone): (Vec<BlobDeletion>, Vec<BlobDeletion>) = trashed
         .into_iter()
         .partition(|b| keep_all || look.live_blobs.contains(&b.digest));
@@ -290,6 +363,7 @@ fn sweep_blobs_through_trash(
         }
     }
     outcome.diagnostics.merge(look.diagnostics);
+    crate::hooks::pause("delete");
     // Removed in place: a trash entry half-removed by a kill is put back by the next run as a
     // blob directory without data, which the registry counts as absent and gc sweeps.
     let keys: Vec<String> = gone
@@ -314,6 +388,83 @@ fn sweep_blobs_through_trash(
     outcome.blobs = blobs;
     outcome.failures.extend(failed);
     timings.delete = lap(&mut clock);
+}
+
+/// Write back the references this run removed that the last look found needed again: the
+/// revision link, the history entries of the tags that still exist, the layer link. Each is
+/// determined by its digest (a link holds `sha256:<hex>`), so it is written exactly as the
+/// registry wrote it. Written back, they are no longer reported as deleted.
+fn write_back(storage: &dyn Storage, needed: &Removed, outcome: &mut Outcome) {
+    if needed.is_empty() {
+        return;
+    }
+    let write = |key: String, digest: &Digest| -> Result<(), Problem> {
+        storage
+            .write_atomic(&key, digest.to_string().as_bytes())
+            .map_err(|e| {
+                Problem::new(
+                    storage.display(&key),
+                    format!(
+                        "removed by this run and needed again by a push since, but cannot be \
+                         written back: {e}; write `{digest}` there, or push the image again"
+                    ),
+                )
+            })
+    };
+    let (back, kept): (Vec<ManifestDeletion>, Vec<ManifestDeletion>) =
+        std::mem::take(&mut outcome.manifests)
+            .into_iter()
+            .partition(|m| {
+                needed
+                    .manifests
+                    .contains(&(m.repository.clone(), m.digest.clone()))
+            });
+    outcome.manifests = kept;
+    for m in back {
+        let mut result = write(layout::revision_link(&m.repository, &m.digest), &m.digest);
+        for tag in &m.tags {
+            // Only the history of a tag that still exists: an entry alone would make a tag
+            // without a current link.
+            if storage
+                .stat(&layout::tag_current_link(&m.repository, tag))
+                .is_ok()
+            {
+                let key = layout::tag_index_link(&m.repository, tag, &m.digest);
+                result = result.and(write(key, &m.digest));
+            }
+        }
+        match result {
+            Ok(()) => outcome.rescued_manifests += 1,
+            Err(p) => outcome.failures.push(p),
+        }
+    }
+    let (back, kept): (Vec<LayerLinkDeletion>, Vec<LayerLinkDeletion>) =
+        std::mem::take(&mut outcome.layer_links)
+            .into_iter()
+            .partition(|l| {
+                needed
+                    .layer_links
+                    .contains(&(l.repository.clone(), l.digest.clone()))
+            });
+    outcome.layer_links = kept;
+    for l in back {
+        let key = layout::layer_link(&l.repository, &l.digest);
+        // An alias link (sha512 in its path) holds the blob's sha256, which the plan did not
+        // keep: say so rather than write a wrong link.
+        let result = if l.digest.algorithm() == Algorithm::Sha256 {
+            write(key, &l.digest)
+        } else {
+            Err(Problem::new(
+                storage.display(&key),
+                "removed by this run and needed again by a push since, but an alias link's \
+                 content is not known: push the blob to this repository again",
+            ))
+        };
+        match result {
+            Ok(()) => outcome.rescued_layer_links += 1,
+            Err(p) => outcome.failures.push(p),
+        }
+    }
 }
 
 /// Abandoned uploads, then repositories left with nothing in them. Each gets a last look

@@ -10,7 +10,7 @@
 //! everything the rule protects until `--reset-state`. Times from the future (a clock that went
 //! back) count as now: the rule never deletes early.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
@@ -20,7 +20,10 @@ use crate::gc::plan::Plan;
 use crate::registry::digest::{Algorithm, Digest};
 use crate::storage::epoch_seconds;
 
-const MAGIC: &[u8; 8] = b"RGSWUNR1";
+/// Version 2 records which registry the state belongs to; version 1 (no identity) is still
+/// read, once: the next write records the identity.
+const MAGIC: &[u8; 8] = b"RGSWUNR2";
+const MAGIC_V1: &[u8; 8] = b"RGSWUNR1";
 
 /// Something the collector could delete.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -45,6 +48,9 @@ impl Candidate {
 /// When each candidate was first seen unreferenced (seconds since the epoch).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct State {
+    /// Which registry: its storage root, or bucket and prefix (see `Storage::identity`).
+    /// Empty in a version 1 state.
+    pub registry: String,
     pub first_seen: HashMap<Candidate, u64>,
 }
 
@@ -96,6 +102,7 @@ impl State {
         entries.sort();
         let mut out = Vec::with_capacity(16 + entries.len() * 48);
         out.extend_from_slice(MAGIC);
+        put_name(&mut out, &self.registry);
         out.extend_from_slice(&(entries.len() as u64).to_le_bytes());
         for (c, t) in entries {
             out.push(c.kind());
@@ -115,7 +122,8 @@ impl State {
     }
 
     pub fn decode(bytes: &[u8]) -> Result<State, String> {
-        if bytes.len() < MAGIC.len() + 8 + 32 || &bytes[..MAGIC.len()] != MAGIC {
+        let magic = bytes.get(..MAGIC.len());
+        if bytes.len() < MAGIC.len() + 8 + 32 || (magic != Some(MAGIC) && magic != Some(MAGIC_V1)) {
             return Err("not a regsweep state file".into());
         }
         let (body, sum) = bytes.split_at(bytes.len() - 32);
@@ -123,6 +131,11 @@ impl State {
             return Err("checksum mismatch (damaged or cut short)".into());
         }
         let mut r = Reader(&body[MAGIC.len()..]);
+        let registry = if magic == Some(MAGIC) {
+            r.name()?
+        } else {
+            String::new()
+        };
         let n = u64::from_le_bytes(r.take(8)?.try_into().expect("8 bytes"));
         let mut first_seen = HashMap::new();
         for _ in 0..n {
@@ -146,7 +159,10 @@ impl State {
         if !r.0.is_empty() {
             return Err("trailing bytes".into());
         }
-        Ok(State { first_seen })
+        Ok(State {
+            registry,
+            first_seen,
+        })
     }
 }
 
@@ -257,6 +273,28 @@ pub fn apply(
     plan.shards
         .retain(|s| !waiting_shards.contains(&(s.algorithm, s.prefix.clone())));
     j.applied
+}
+
+/// Every candidate a plan holds, as the state names them.
+pub fn candidates(plan: &Plan) -> HashSet<Candidate> {
+    let blobs = plan.blobs.iter().map(|b| Candidate::Blob(b.digest.clone()));
+    let manifests = plan
+        .manifests
+        .iter()
+        .map(|m| Candidate::Manifest(m.repository.clone(), m.digest.clone()));
+    let links = plan
+        .layer_links
+        .iter()
+        .map(|l| Candidate::LayerLink(l.repository.clone(), l.digest.clone()));
+    let repositories = plan
+        .repositories
+        .iter()
+        .map(|r| Candidate::Repository(r.name.clone()));
+    blobs
+        .chain(manifests)
+        .chain(links)
+        .chain(repositories)
+        .collect()
 }
 
 #[cfg(test)]

@@ -255,7 +255,18 @@ pub fn of_gc(r: &GcReport) -> Metrics {
     let outcome = Outcome::of(r.refused, r.exit_code());
     let mut m = Metrics::new("gc", outcome, r.summary.elapsed_seconds, r.dry_run);
     add_gc(&mut m, r);
+    add_restart(&mut m, r.cache.as_ref());
     m
+}
+
+/// Whether the registry must be restarted to forget what the run deleted (its blob
+/// descriptors are cached in its memory): an alert to act on, not a line to read.
+fn add_restart(m: &mut Metrics, cache: Option<&crate::cache::registry::CacheReport>) {
+    m.gauge(
+        "regsweep_registry_restart_required",
+        "1 if the registry caches blob descriptors in memory and must be restarted after the last run.",
+        f64::from(u8::from(cache.is_some_and(|c| c.restart_required))),
+    );
 }
 
 /// The metrics of `delete` and `prune` (and of their collector, with `--gc`).
@@ -281,6 +292,7 @@ pub fn of_edit(r: &EditReport) -> Metrics {
     if let Some(gc) = &r.gc {
         add_gc(&mut m, gc);
     }
+    add_restart(&mut m, r.cache.as_ref());
     m
 }
 
@@ -362,6 +374,21 @@ const KNOWN_COUNTERS: [(&str, &str); 3] = [
 /// Whether `--metrics-file PATH` can be written: its directory exists and takes a new file.
 /// Checked before the run, so a typo stops the command before it touches anything.
 pub fn check_writable(path: &Path) -> io::Result<()> {
+    // The file is replaced by a rename: whatever is at the path goes. Only a regular file (or
+    // nothing) may be there; a symbolic link, a device such as /dev/stdout or a directory
+    // would be replaced by a regular file.
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if !m.file_type().is_file() => {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "exists and is not a regular file (a symbolic link, a device or a directory), \
+                 which writing the metrics would replace",
+            ))
+        }
+        Ok(_) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),

@@ -103,7 +103,7 @@ impl GcReport {
         if self.refused {
             writeln!(
                 out,
-                "REFUSED: the live set may be incomplete ({} error{}, listed on stderr); nothing was deleted.",
+                "REFUSED: {} error{} (listed on stderr); nothing was deleted.",
                 self.errors.len(),
                 if self.errors.len() == 1 { "" } else { "s" }
             )?;

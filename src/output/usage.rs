@@ -213,6 +213,8 @@ pub fn usage(storage: &dyn Storage, uploads_older_than: Option<Duration>) -> Usa
                 uploads_older_than,
                 empty_repositories: false,
                 unreferenced: None,
+                max_delete: None,
+                cache: Default::default(),
             },
         )
     };

@@ -183,8 +183,134 @@ fn detect_kind(raw: &RawManifest<'_>) -> Result<Kind, ParseError> {
     }
 }
 
+/// The fields regsweep reads, as they are spelt: at the top of a manifest, and in a
+/// descriptor (or an `fsLayers` entry).
+const TOP_FIELDS: [&str; 8] = [
+    "schemaVersion",
+    "mediaType",
+    "config",
+    "layers",
+    "manifests",
+    "blobs",
+    "subject",
+    "fsLayers",
+];
+const DESCRIPTOR_FIELDS: [&str; 4] = ["digest", "size", "urls", "blobSum"];
+
+/// A key folded as Go's `encoding/json` matches field names (`bytes.EqualFold`): ASCII case,
+/// and the two non-ASCII letters that fold onto letters of these names, the long s (U+017F)
+/// and the Kelvin sign (U+212A).
+fn fold(key: &str) -> String {
+    key.chars()
+        .map(|c| match c {
+            '\u{17F}' => 's',
+            '\u{212A}' => 'k',
+            c => c.to_ascii_lowercase(),
+        })
+        .collect()
+}
+
+/// Whether `bytes` may hold a key that is one of our fields in another spelling: any byte
+/// outside ASCII, or a field name in another ASCII case. Cheap, and false for what
+/// registries write, so the usual parse stays one pass.
+fn may_hold_other_spellings(bytes: &[u8]) -> bool {
+    // Non-ASCII letters, or letters written as JSON escapes (`\u017f` is a long s).
+    if !bytes.is_ascii() || bytes.windows(2).any(|w| w == b"\\u") {
+        return true;
+    }
+    TOP_FIELDS.iter().chain(&DESCRIPTOR_FIELDS).any(|f| {
+        let quoted = format!("\"{f}\"");
+        bytes
+            .windows(quoted.len())
+            .any(|w| w.eq_ignore_ascii_case(quoted.as_bytes()) && w != quoted.as_bytes())
+    })
+}
+
+/// Rewrite the keys of `object` that fold onto one of `fields` to that field's spelling.
+/// Two keys for one field are merged as the registry could read either: lists are joined
+/// (every reference counts), equal values are one, and different single values are an error
+/// (which one the registry took cannot be known).
+fn respell(
+    object: serde_json::Map<String, serde_json::Value>,
+    fields: &[&str],
+) -> Result<serde_json::Map<String, serde_json::Value>, ParseError> {
+    use serde_json::Value;
+    let mut out = serde_json::Map::new();
+    for (key, value) in object {
+        let folded = fold(&key);
+        let name = fields
+            .iter()
+            .find(|f| f.to_ascii_lowercase() == folded)
+            .map_or(key, |f| f.to_string());
+        match (out.remove(&name), value) {
+            (None, v) => {
+                out.insert(name, v);
+            }
+            (Some(Value::Array(mut a)), Value::Array(b)) => {
+                a.extend(b);
+                out.insert(name, Value::Array(a));
+            }
+            (Some(a), b) if a == b => {
+                out.insert(name, a);
+            }
+            (Some(_), _) => {
+                return Err(ParseError::UnknownShape(format!(
+                    "two different values for {name} (in other spellings): which one the \
+                     registry reads cannot be told"
+                )))
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The manifest with every key the registry would match to one of our fields spelt as we read
+/// it (the registry decodes with Go's `encoding/json`, which matches field names
+/// case-insensitively: `"Layers"` is its `layers`).
+fn respelt(bytes: &[u8]) -> Result<Vec<u8>, ParseError> {
+    use serde_json::Value;
+    let value: Value =
+        serde_json::from_slice(bytes).map_err(|e| ParseError::Json(e.to_string()))?;
+    let Value::Object(top) = value else {
+        return Ok(bytes.to_vec());
+    };
+    let mut top = respell(top, &TOP_FIELDS)?;
+    let descriptor = |v: &mut Value| -> Result<(), ParseError> {
+        if let Value::Object(o) = v {
+            *o = respell(std::mem::take(o), &DESCRIPTOR_FIELDS)?;
+        }
+        Ok(())
+    };
+    for field in ["config", "subject"] {
+        if let Some(v) = top.get_mut(field) {
+            descriptor(v)?;
+        }
+    }
+    for field in ["layers", "manifests", "blobs", "fsLayers"] {
+        if let Some(Value::Array(items)) = top.get_mut(field) {
+            for item in items {
+                descriptor(item)?;
+            }
+        }
+    }
+    serde_json::to_vec(&Value::Object(top)).map_err(|e| ParseError::Json(e.to_string()))
+}
+
 impl Manifest {
     pub fn parse(bytes: &[u8]) -> Result<Manifest, ParseError> {
+        if may_hold_other_spellings(bytes) {
+            let respelt = respelt(bytes)?;
+            if respelt != bytes {
+                let mut m = Manifest::parse_exact(&respelt)?;
+                m.len = bytes.len() as u64;
+                return Ok(m);
+            }
+        }
+        Manifest::parse_exact(bytes)
+    }
+
+    /// Parse a manifest whose keys are spelt as we read them.
+    fn parse_exact(bytes: &[u8]) -> Result<Manifest, ParseError> {
         let raw: RawManifest<'_> =
             serde_json::from_slice(bytes).map_err(|e| ParseError::Json(e.to_string()))?;
         let kind = detect_kind(&raw)?;
@@ -253,6 +379,49 @@ mod tests {
 
     fn d(c: char) -> String {
         format!("sha256:{}", c.to_string().repeat(64))
+    }
+
+    #[test]
+    fn field_names_in_any_case_are_read_as_the_registry_reads_them() {
+        // #22: the registry (Go's encoding/json) follows "Layers", "Subject", "Manifests";
+        // regsweep did not, and their blobs looked dead.
+        let json = format!(
+            r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json",
+               "Config":{{"mediaType":"c","Digest":"{}","size":2}},
+               "LAYERS":[{{"mediaType":"l","digest":"{}","size":3}}],
+               "layers":[{{"mediaType":"l","digest":"{}","size":4}}],
+               "Subject":{{"mediaType":"m","digest":"{}","size":5}}}}"#,
+            d('a'),
+            d('b'),
+            d('c'),
+            d('d')
+        );
+        let m = Manifest::parse(json.as_bytes()).unwrap();
+        let blobs: Vec<String> = m.blobs.iter().map(|b| b.digest.to_string()).collect();
+        assert_eq!(blobs, [d('a'), d('b'), d('c')]);
+        assert_eq!(m.subject.unwrap().to_string(), d('d'));
+        assert_eq!(m.len, json.len() as u64);
+        let index = format!(
+            r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json",
+               "Manifests":[{{"mediaType":"m","digest":"{}","size":5}}]}}"#,
+            d('e')
+        );
+        let m = Manifest::parse(index.as_bytes()).unwrap();
+        assert_eq!(m.children[0].to_string(), d('e'));
+        // The long s folds onto s, as in Go: "layer\u017f" is "layers", escaped or not.
+        let long_s = format!(
+            r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json",
+               "config":{{"digest":"{}"}},"layer\u017f":[{{"digest":"{}"}}]}}"#,
+            d('a'),
+            d('f')
+        );
+        let m = Manifest::parse(long_s.as_bytes()).unwrap();
+        assert_eq!(m.blobs[1].digest.to_string(), d('f'));
+        let m = Manifest::parse(long_s.replace("\\u017f", "\u{17F}").as_bytes()).unwrap();
+        assert_eq!(m.blobs[1].digest.to_string(), d('f'));
+        // Two different media types in two spellings: which the registry took is unknown.
+        let two = r#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","MediaType":"application/vnd.oci.image.manifest.v1+json","manifests":[]}"#;
+        assert!(Manifest::parse(two.as_bytes()).is_err());
     }
 
     #[test]

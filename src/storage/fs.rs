@@ -136,9 +136,15 @@ impl FsStorage {
             Err(_) => return self.remove_all(key),
         }
         drop(dir);
+        crate::hooks::pause("link-unlinked");
         match unlinkat(CWD, &path, AtFlags::REMOVEDIR) {
             Ok(()) | Err(rustix::io::Errno::NOENT) => Ok(()),
-            Err(rustix::io::Errno::NOTEMPTY) => self.remove_all(key),
+            // Not empty after its `link` went: a push wrote the link again in between. It is
+            // the push's now; leave it, and say so (the sweep counts it as kept).
+            Err(rustix::io::Errno::NOTEMPTY) => Err(io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                "written again by a push during the run; left in place",
+            )),
             Err(e) => Err(e.into()),
         }
     }
@@ -189,11 +195,19 @@ pub fn write_file_atomically(path: &Path, content: &[u8]) -> io::Result<()> {
     file.sync_all()?;
     drop(file);
     // A test hook: die where a kill would hurt most, between writing and renaming.
-    if std::env::var_os("REGSWEEP_TEST_DIE_BEFORE_STATE_RENAME").is_some() {
-        std::process::abort();
-    }
+    crate::hooks::die_before_state_rename();
     fs::rename(&tmp, path)?;
     fs::File::open(dir)?.sync_all()
+}
+
+/// Give `path` the owner and group of `like` (the directory it was created in), where this
+/// process may: as root, so that what a root run creates stays writable for the registry's
+/// user. Elsewhere it already is this user's; a failure leaves it as it is.
+fn give_to(path: &Path, like: Option<&fs::Metadata>) {
+    use std::os::unix::fs::MetadataExt;
+    if let Some(m) = like {
+        let _ = std::os::unix::fs::lchown(path, Some(m.uid()), Some(m.gid()));
+    }
 }
 
 /// getdents buffer size: a few hundred entries per system call; a larger directory takes
@@ -487,12 +501,44 @@ impl Storage for FsStorage {
 
     fn write_atomic(&self, key: &str, content: &[u8]) -> io::Result<()> {
         let path = self.path(key)?;
-        self.check_inside(&path)?;
-        write_file_atomically(&path, content)
+        // The directories a link written back needs may be gone with it: create them below
+        // the nearest one that exists, once that one is known to be inside the root.
+        let mut existing = path.parent().unwrap_or(&path);
+        let mut missing = Vec::new();
+        while fs::symlink_metadata(existing).is_err() {
+            missing.push(existing.to_path_buf());
+            existing = existing.parent().unwrap_or(existing);
+            if existing == self.root {
+                break;
+            }
+        }
+        self.check_inside(&existing.join("x"))?;
+        // Whatever regsweep creates takes the owner of the directory it lands in, as the
+        // registry's own files around it have: a registry running as its own user must be
+        // able to write there afterwards.
+        let owner = fs::metadata(existing).ok();
+        for dir in missing.iter().rev() {
+            match fs::create_dir(dir) {
+                Ok(()) => give_to(dir, owner.as_ref()),
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(e),
+            }
+        }
+        write_file_atomically(&path, content)?;
+        give_to(&path, owner.as_ref());
+        Ok(())
     }
 
     fn lock(&self, wait: bool) -> crate::error::Result<LockGuard> {
         crate::storage::lock::Lock::acquire(&self.root, wait).map(LockGuard::new)
+    }
+
+    /// The root with its links resolved: two spellings of one root are one registry.
+    fn identity(&self) -> String {
+        fs::canonicalize(&self.root)
+            .unwrap_or_else(|_| self.root.clone())
+            .display()
+            .to_string()
     }
 
     fn display(&self, key: &str) -> String {

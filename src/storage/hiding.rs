@@ -104,6 +104,9 @@ impl Storage for Hiding<'_> {
         self.inner.requests()
     }
 
+    fn identity(&self) -> String {
+        self.inner.identity()
+    }
     fn display(&self, key: &str) -> String {
         self.inner.display(key)
     }

@@ -146,10 +146,17 @@ pub trait Storage: Sync + Send {
 
     /// Remove link directories (each holds a `link` file and nothing else), each so that a
     /// kill never leaves what a later run cannot finish (see [`Storage::finish_removals`]).
-    /// Results in the order of `keys`; a missing key is success. By default as
-    /// [`Storage::remove_trees`].
+    /// Results in the order of `keys`; a missing key is success; a directory a push filled
+    /// again meanwhile is left in place and answered with [`io::ErrorKind::AlreadyExists`].
+    /// By default as [`Storage::remove_trees`].
     fn remove_links(&self, keys: &[String]) -> Vec<io::Result<()>> {
         self.remove_trees(keys)
+    }
+
+    /// Which registry this is, for a record that must not be used with another one (the
+    /// `--unreferenced-for` state): by default what [`Storage::display`] calls its root.
+    fn identity(&self) -> String {
+        self.display("")
     }
 
     /// Finish what an interrupted [`Storage::remove_links`] left half done. Returns how many

@@ -331,10 +331,7 @@ impl S3Storage {
     /// Read a key's content: from its ETag for links, from the cache for manifests, else GET.
     fn read(&self, key: &str, limit: u64, buf: &mut Vec<u8>) -> io::Result<Object> {
         let Some(obj) = self.object(key) else {
-            return Err(io::Error::new(
-                io::ErrorKind::NotFound,
-                format!("{}: not in the bucket's listing", self.display(key)),
-            ));
+            return self.read_unlisted(key, limit, buf);
         };
         if key.ends_with(layout::LINK_FILE) {
             if let Some(content) = self.link_from_etag(key, &obj) {
@@ -356,6 +353,29 @@ impl S3Storage {
         self.client.get(&self.full(key), limit, buf)?;
         if let (Some(cache), Some(d)) = (&self.cache, &digest) {
             cache.put(d, buf);
+        }
+        Ok(obj)
+    }
+
+    /// A blob's data the listing did not have: written since (a push during the run, whose
+    /// revision link a later look found). Read from the bucket; what is there is young by
+    /// definition, so it is dated now, and it joins the listing. Only blob data: links,
+    /// uploads and the rest are what the listing (refreshed by each look) says.
+    fn read_unlisted(&self, key: &str, limit: u64, buf: &mut Vec<u8>) -> io::Result<Object> {
+        if Self::blob_digest(key).is_none() {
+            return Err(io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("{}: not in the bucket's listing", self.display(key)),
+            ));
+        }
+        self.client.get(&self.full(key), limit, buf)?;
+        let obj = Object {
+            size: buf.len() as u64,
+            modified: super::epoch_seconds(SystemTime::now()).max(0) as u64,
+            md5: None,
+        };
+        if let Ok(mut index) = self.index.write() {
+            index.entry(key.to_string()).or_insert(obj);
         }
         Ok(obj)
     }

@@ -268,7 +268,9 @@ impl Client {
                 .last_modified
                 .as_deref()
                 .and_then(|t| humantime::parse_rfc3339_weak(t.trim_end_matches('Z')).ok())
-                .unwrap_or(SystemTime::UNIX_EPOCH);
+                // A time it cannot read makes the object young (dated now), never old: an
+                // object only goes once its age is known.
+                .unwrap_or_else(SystemTime::now);
             objects.push(Listed {
                 key,
                 size: c.size.unwrap_or(0),
@@ -329,22 +331,48 @@ impl Client {
     /// PUT an object. With `only_if_absent`, S3 refuses it when the key exists (conditional
     /// write); returns whether it was written.
     pub fn put(&self, key: &str, body: &[u8], only_if_absent: bool) -> io::Result<bool> {
+        self.put_if(key, body, only_if_absent.then_some(("If-None-Match", "*")))
+    }
+
+    /// PUT only while the object still has this ETag (replacing exactly what was read).
+    pub fn put_if_match(&self, key: &str, body: &[u8], etag: &str) -> io::Result<bool> {
+        self.put_if(key, body, Some(("If-Match", etag)))
+    }
+
+    /// PUT with an optional condition; false when the server refused it on that condition.
+    fn put_if(&self, key: &str, body: &[u8], condition: Option<(&str, &str)>) -> io::Result<bool> {
         let what = self.name(key);
         let creds = self.settings.credentials.as_ref();
         let result = self.send(Kind::Put, &what, || {
             let action = self.bucket.put_object(creds, key);
             let mut request = self.agent.put(action.sign(SIGNED_FOR).as_str());
-            if only_if_absent {
-                request = request.set("If-None-Match", "*");
+            if let Some((header, value)) = condition {
+                request = request.set(header, value);
             }
             (request, Some(body.to_vec()))
         });
         match result {
             Ok(_) => Ok(true),
             // 412 Precondition Failed (S3); some servers answer 409 or 403 with that code.
-            Err(e) if only_if_absent && precondition_failed(&e) => Ok(false),
+            Err(e) if condition.is_some() && precondition_failed(&e) => Ok(false),
             Err(e) => Err(e),
         }
+    }
+
+    /// The whole object (at most `limit` bytes) and its ETag.
+    pub fn get_with_etag(&self, key: &str, limit: u64, buf: &mut Vec<u8>) -> io::Result<String> {
+        let (what, response) = self.get_response(key)?;
+        let etag = response.header("ETag").unwrap_or_default().to_string();
+        buf.clear();
+        let read = response
+            .into_reader()
+            .take(limit + 1)
+            .read_to_end(buf)
+            .map_err(|e| io::Error::new(e.kind(), format!("{what}: {e}")))?;
+        if read as u64 > limit {
+            return Err(super::too_large(limit));
+        }
+        Ok(etag)
     }
 
     /// Copy an object within the bucket, server-side (CopyObject: at most 5 GiB).
@@ -372,8 +400,11 @@ impl Client {
             )
         })?;
         // A copy can fail after its 200 status: the error is then in the body.
-        let body = response.into_string().unwrap_or_default();
-        if body.contains("<Error>") {
+        // A body that cannot be read is no proof of a copy: the source must then stay.
+        let body = response
+            .into_string()
+            .map_err(|e| io::Error::new(e.kind(), format!("{what}: unreadable answer: {e}")))?;
+        if body.contains("<Error>") || !body.contains("CopyObjectResult") {
             return Err(status_error(500, &body, &what));
         }
         Ok(())

@@ -34,8 +34,12 @@ impl ObjectLock {
         let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
             .map(|h| h.trim().to_string())
             .unwrap_or_else(|_| "unknown host".into());
+        // Unique to this attempt, so that reading the lock back tells whose it is.
+        let nanos = now
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
         let body = serde_json::to_vec(&LockBody {
-            holder: format!("regsweep pid {} on {host}", std::process::id()),
+            holder: format!("regsweep pid {} on {host} ({nanos})", std::process::id()),
             since: humantime::format_rfc3339_seconds(now).to_string(),
             expires: humantime::format_rfc3339_seconds(now + LOCK_TTL).to_string(),
         })
@@ -45,11 +49,15 @@ impl ObjectLock {
                 Error::target(name.clone(), format!("cannot take the run lock: {e}"))
             };
             if client.put(&key, &body, true).map_err(io_err)? {
-                return Ok(ObjectLock { client, key });
+                let lock = ObjectLock { client, key };
+                lock.check_conditions_hold(&body).map_err(|m| {
+                    Error::target(name.clone(), format!("cannot take the run lock: {m}"))
+                })?;
+                return Ok(lock);
             }
             let mut held = Vec::new();
-            let holder = match client.get(&key, 4096, &mut held) {
-                Ok(()) => serde_json::from_slice::<LockBody>(&held).ok(),
+            let (holder, etag) = match client.get_with_etag(&key, 4096, &mut held) {
+                Ok(etag) => (serde_json::from_slice::<LockBody>(&held).ok(), etag),
                 // Released meanwhile: try again.
                 Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
                 Err(e) => return Err(io_err(e)),
@@ -59,7 +67,14 @@ impl ObjectLock {
                     .is_ok_and(|t| t < SystemTime::now())
             });
             if expired {
-                client.delete(&key).map_err(io_err)?;
+                // Taken over by replacing exactly the expired lock that was read: a GET, a
+                // DELETE and a PUT would let two runs that both saw it expired both hold it.
+                if client.put_if_match(&key, &body, &etag).map_err(io_err)? {
+                    let mut now_held = Vec::new();
+                    if client.get(&key, 4096, &mut now_held).is_ok() && now_held == body {
+                        return Ok(ObjectLock { client, key });
+                    }
+                }
                 continue;
             }
             if wait {
@@ -78,6 +93,32 @@ impl ObjectLock {
                 ),
             });
         }
+    }
+}
+
+impl ObjectLock {
+    /// A lock is only a lock where the server refuses a second conditional create: check it
+    /// once, on the lock just taken (a second create must be refused, and ours still be there).
+    fn check_conditions_hold(&self, body: &[u8]) -> std::result::Result<(), String> {
+        let honoured = !self
+            .client
+            .put(&self.key, b"{}", true)
+            .map_err(|e| e.to_string())?;
+        let mut now_held = Vec::new();
+        self.client
+            .get(&self.key, 4096, &mut now_held)
+            .map_err(|e| e.to_string())?;
+        if honoured && now_held == body {
+            return Ok(());
+        }
+        // It overwrote the lock: put ours back for the moment, and refuse (dropping the lock
+        // removes it).
+        let _ = self.client.put(&self.key, body, false);
+        Err(
+            "this server ignores If-None-Match (a second conditional create succeeded), so \
+             two runs could both hold the lock; refusing a real run here"
+                .into(),
+        )
     }
 }
 

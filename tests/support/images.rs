@@ -203,12 +203,34 @@ pub fn push_referrer(c: &Client, repo: &str, subject: &Pushed, seed: &str) -> Pu
 /// Push an image like `push_image` does, but retry when the registry refuses the manifest
 /// (a blob it needs was moved to the trash between upload and manifest): what a client does.
 pub fn push_with_retry(c: &Client, repo: &str, seeds: &[&str]) -> (Digest, Vec<Digest>) {
+    push_as_a_client(c, repo, None, seeds)
+}
+
+/// Push as docker or skopeo do: each blob the registry says it has (HEAD, or a mount from
+/// `from`) is not uploaded; a refused manifest is pushed again with every blob uploaded.
+pub fn push_as_a_client(
+    c: &Client,
+    repo: &str,
+    from: Option<&str>,
+    seeds: &[&str],
+) -> (Digest, Vec<Digest>) {
+    let mut trust = from.is_some();
+    let put = |content: &[u8], trust: bool| -> Digest {
+        let d = Digest::of(Algorithm::Sha256, content);
+        let there = trust
+            && (from.is_some_and(|f| c.mount_blob(repo, &d, f)) || c.head_blob(repo, &d) == 200);
+        if there {
+            d
+        } else {
+            c.push_blob(repo, content)
+        }
+    };
     for _ in 0..20 {
         let mut blobs = Vec::new();
         let mut layers = Vec::new();
         for seed in seeds {
             let content = layer(seed);
-            let d = c.push_blob(repo, &content);
+            let d = put(&content, trust);
             layers.push(serde_json::json!({
                 "mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
                 "digest": d.to_string(), "size": content.len()}));
@@ -220,7 +242,7 @@ pub fn push_with_retry(c: &Client, repo: &str, seeds: &[&str]) -> (Digest, Vec<D
             "rootfs": {"type": "layers", "diff_ids": []},
         }))
         .unwrap();
-        let config_digest = c.push_blob(repo, &config);
+        let config_digest = put(&config, trust);
         blobs.insert(0, config_digest.clone());
         let manifest = serde_json::to_vec(&serde_json::json!({
             "schemaVersion": 2,
@@ -238,6 +260,7 @@ pub fn push_with_retry(c: &Client, repo: &str, seeds: &[&str]) -> (Digest, Vec<D
                     "push to {repo} refused, retrying: {}",
                     String::from_utf8_lossy(&body)
                 );
+                trust = false;
                 std::thread::sleep(Duration::from_millis(20));
             }
             other => panic!(

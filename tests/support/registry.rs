@@ -417,6 +417,15 @@ impl Client {
         status_of(result)
     }
 
+    /// HEAD a blob through a repository, as a client does before uploading it.
+    pub fn head_blob(&self, repo: &str, digest: &Digest) -> u16 {
+        let result = self
+            .agent
+            .head(&format!("{}/v2/{repo}/blobs/{digest}", self.base))
+            .call();
+        status_of(result).0
+    }
+
     pub fn tags(&self, repo: &str) -> Vec<String> {
         let (status, body) = status_of(
             self.agent

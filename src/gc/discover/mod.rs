@@ -53,8 +53,20 @@ pub struct Counters {
     pub manifests: AtomicU64,
 }
 
-/// Check that the storage root is a registry before anything else happens.
+/// Whether the root is a registry that has never been written to: the directory (or bucket
+/// prefix) exists and holds nothing at all, as after a fresh install of the registry.
+pub fn is_empty_root(storage: &dyn Storage) -> bool {
+    matches!(storage.stat(layout::V2), Err(e) if e.kind() == std::io::ErrorKind::NotFound)
+        && storage.list_dir("").is_ok_and(|entries| entries.is_empty())
+}
+
+/// Check that the storage root is a registry before anything else happens. An empty root is
+/// one (a fresh install, before its first push); a directory with other things in it and no
+/// `docker/registry/v2` is not.
 pub fn check_root(storage: &dyn Storage) -> Result<()> {
+    if is_empty_root(storage) {
+        return Ok(());
+    }
     match storage.stat(layout::V2) {
         Ok(meta) if meta.kind == Kind::Dir => Ok(()),
         Ok(_) => Err(Error::target(

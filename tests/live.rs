@@ -1,0 +1,146 @@
+//! Safe on a live registry (#22), the cases that are not a matrix: what protects a registry
+//! whose `repositories/` is not there, the cap on one run's deletions, and a link that a push
+//! writes again between the removal of a `link` file and of its directory.
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use regsweep::registry::digest::Digest;
+use support::tree::{aged_copy, blobs_on_disk, gc_json, regsweep, v2};
+
+// Reproduction 3 of #22: with `repositories/` missing (a volume that did not mount, a root
+// that points at half the tree) every blob looked like garbage, and a real run deleted them
+// all and exited 0.
+#[test]
+fn a_registry_without_repositories_keeps_every_blob_and_says_why() {
+    let dir = aged_copy("registry");
+    let root = dir.path();
+    let before = blobs_on_disk(root);
+    assert!(!before.is_empty());
+    std::fs::rename(v2(root).join("repositories"), root.join("elsewhere")).unwrap();
+    for args in [
+        &["--min-age", "0"][..],
+        &["-m", "--min-age", "0"],
+        &["-d", "--min-age", "0"],
+    ] {
+        let (r, out) = gc_json(root, args);
+        assert_eq!(out.code, 1, "{args:?}: {}", out.stderr);
+        assert!(r.refused, "{args:?}");
+        assert!(r.deleted.blobs.is_empty(), "{args:?}");
+        assert!(
+            out.stderr.contains("docker/registry/v2/repositories")
+                && out.stderr.contains("no repository at all"),
+            "{args:?}: the refusal names the directory and why: {}",
+            out.stderr
+        );
+        assert_eq!(blobs_on_disk(root), before, "{args:?}");
+    }
+    // Mounted again: an ordinary run.
+    std::fs::rename(root.join("elsewhere"), v2(root).join("repositories")).unwrap();
+    let (_, out) = gc_json(root, &["-m", "--min-age", "0"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+}
+
+#[test]
+fn max_delete_refuses_a_run_over_the_cap_and_lets_one_under_it_go() {
+    let dir = aged_copy("registry");
+    let root = dir.path();
+    let (plan, _) = gc_json(root, &["-d", "-m", "--min-age", "0"]);
+    let n = plan.deleted.blobs.len();
+    let total = plan.summary.census.blobs;
+    assert!(n > 1);
+    let before = blobs_on_disk(root);
+    let under_share = format!("{}%", (n - 1) * 100 / total);
+    for cap in [format!("{}", n - 1), under_share] {
+        for dry in [true, false] {
+            let mut args = vec!["-m", "--min-age", "0", "--max-delete", cap.as_str()];
+            if dry {
+                args.push("-d");
+            }
+            let (r, out) = gc_json(root, &args);
+            assert_eq!(out.code, 1, "--max-delete {cap}: {}", out.stderr);
+            assert!(
+                r.refused && r.deleted.blobs.is_empty(),
+                "--max-delete {cap}"
+            );
+            assert!(
+                out.stderr
+                    .contains(&format!("would delete {n} of {total} blobs")),
+                "{}",
+                out.stderr
+            );
+            assert_eq!(blobs_on_disk(root), before);
+        }
+    }
+    let (r, out) = gc_json(
+        root,
+        &["-m", "--min-age", "0", "--max-delete", &n.to_string()],
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(r.deleted.blobs.len(), n);
+    let bad = support::tree::run(&["gc", "--max-delete", "lots", root.to_str().unwrap()]);
+    assert_eq!(bad.code, 2, "{}", bad.stderr);
+}
+
+// From a read of src/storage/fs.rs (#22): a link directory whose `rmdir` failed with
+// ENOTEMPTY (the registry wrote `link` again after regsweep removed it) was removed whole,
+// taking the push's link with it.
+#[cfg(feature = "test-hooks")]
+#[test]
+fn a_link_written_again_between_unlink_and_rmdir_stays() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let b = support::tree::TreeBuilder::new(root);
+    let config = b.blob(b"{}");
+    let layer = b.blob(b"a layer only this manifest uses");
+    let untagged = b.image("app", &[config.clone(), layer.clone()], None);
+    let kept = b.image("app", &[config], None);
+    b.tag("app", "v1", &kept);
+    support::tree::age_tree(root, Duration::from_secs(3 * 3600));
+    let revision = v2(root).join(format!(
+        "repositories/app/_manifests/revisions/sha256/{}",
+        untagged.hex()
+    ));
+    let pauses = tempfile::tempdir().unwrap();
+    let child = regsweep()
+        .args(["gc", "-m", "--min-age", "0", "--json", "-"])
+        .arg(root)
+        .env("REGSWEEP_TEST_PAUSE_AT", "link-unlinked")
+        .env("REGSWEEP_TEST_PAUSE_DIR", pauses.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while !pauses.path().join("link-unlinked.reached").exists() {
+        assert!(started.elapsed() < Duration::from_secs(60), "never paused");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // The registry's push of the same manifest, between the two removals.
+    assert!(!revision.join("link").exists());
+    std::fs::write(revision.join("link"), untagged.to_string()).unwrap();
+    std::fs::write(pauses.path().join("link-unlinked.go"), b"").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: regsweep::gc::report::GcReport = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        std::fs::read_to_string(revision.join("link")).unwrap(),
+        untagged.to_string(),
+        "the push's link is gone"
+    );
+    assert!(report
+        .deleted
+        .manifests
+        .iter()
+        .all(|m| m.digest != untagged));
+    let on_disk: BTreeSet<Digest> = blobs_on_disk(root);
+    assert!(on_disk.contains(&untagged) && on_disk.contains(&layer));
+    support::tree::assert_every_tag_pulls(root);
+}
