@@ -31,6 +31,8 @@ pub enum ProblemKind {
     LinkToMissingBlob,
     MissingManifest,
     UnlinkedChild,
+    /// A tag names a manifest that has no revision link in its repository.
+    UnlinkedTag,
     UnreadableManifest,
     UnparseableManifest,
     MissingBlob,
@@ -80,6 +82,14 @@ pub struct CheckReport {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub requests: Option<crate::storage::Requests>,
     pub problems: Vec<CheckProblem>,
+    /// Missing links `--repair` can write back (the digest says what each holds, and what it
+    /// names is in the store): revision links a tag or an index needs, layer links a manifest
+    /// needs. Without `--repair` nothing is written.
+    #[serde(default)]
+    pub repairable: usize,
+    /// With `--repair`: the links written back.
+    #[serde(default)]
+    pub repaired: Vec<String>,
 }
 
 impl CheckReport {
@@ -91,6 +101,8 @@ impl CheckReport {
 #[derive(Debug, Clone, Copy)]
 pub struct Options {
     pub verify: bool,
+    /// Write the missing links back that the digests determine (under the run lock).
+    pub repair: bool,
     /// Uploads started longer ago than this are stale.
     pub stale_uploads: Duration,
     pub progress: bool,
@@ -102,6 +114,8 @@ struct Checker<'a> {
     problems: Vec<CheckProblem>,
     links: usize,
     buf: Vec<u8>,
+    /// Links `--repair` would write: the key, and the digest it holds.
+    repairs: Vec<(String, Digest)>,
 }
 
 impl Checker<'_> {
@@ -311,6 +325,7 @@ impl Checker<'_> {
                             }
                         }
                         if !layer_links.contains(&b.digest) {
+                            self.repairable(&layout::layer_link(name, &b.digest), &b.digest);
                             self.problem(
                                 ProblemKind::MissingLayerLink,
                                 &layout::layer_link(name, &b.digest),
@@ -336,6 +351,7 @@ impl Checker<'_> {
             }
         }
         self.unlinked_children(name, &repo.tags, &revisions, &indexes);
+        self.unlinked_tags(name, &repo.tags, &revisions);
         // Uploads nobody finished.
         let dir = layout::uploads_dir(name);
         if let Ok(entries) = self.storage.list_dir(&dir) {
@@ -376,6 +392,43 @@ impl Checker<'_> {
 }
 
 impl Checker<'_> {
+    /// A link `--repair` can write: only sha256 links, whose content is their own digest (an
+    /// alias link's content is not determined by its path).
+    fn repairable(&mut self, key: &str, digest: &Digest) {
+        if digest.algorithm() == Algorithm::Sha256 {
+            self.repairs.push((key.to_string(), digest.clone()));
+        }
+    }
+
+    /// A tag whose manifest has no revision link (deleted through the API, or removed by a
+    /// collector): the tag does not pull. While the manifest's content exists, writing the
+    /// link back makes it pull again.
+    fn unlinked_tags(&mut self, name: &str, tags: &[discover::Tag], revisions: &HashSet<&Digest>) {
+        for tag in tags {
+            let Ok(d) = &tag.current else { continue };
+            if revisions.contains(d) {
+                continue;
+            }
+            let key = layout::revision_link(name, d);
+            let content = if self.blob(d).is_some() {
+                self.repairable(&key, d);
+                "its content is there: `regsweep check --repair` writes the link back"
+            } else {
+                "its content is gone too"
+            };
+            self.problem(
+                ProblemKind::UnlinkedTag,
+                &key,
+                Some(d),
+                format!(
+                    "tag {name}:{} names manifest {d}, which has no revision link in {name}: the \
+                     tag does not pull; {content}",
+                    tag.name
+                ),
+            );
+        }
+    }
+
     /// An index whose child has no revision link in the repository (what the reference
     /// collector's `-m` leaves behind): the registry answers 404 for the child, so the image
     /// does not pull on that platform. Names the child's missing link and every tag that
@@ -425,6 +478,9 @@ impl Checker<'_> {
                         .join(", ")
                 )
             };
+            if self.blob(&child).is_some() {
+                self.repairable(&layout::revision_link(name, &child), &child);
+            }
             self.problem(
                 ProblemKind::UnlinkedChild,
                 &layout::revision_link(name, &child),
@@ -454,7 +510,62 @@ fn hash_blob(storage: &dyn Storage, d: &Digest, counted: &AtomicU64) -> io::Resu
     })
 }
 
+/// Check; with `--repair`, write back the links the digests determine, under the run lock,
+/// and check again until nothing more can be repaired (each round may reveal what the links
+/// it wrote need: a manifest's layer links, an index's children).
 pub fn check(storage: &dyn Storage, options: Options) -> CheckReport {
+    let started = Instant::now();
+    let (mut report, mut repairs) = check_once(storage, options);
+    if !options.repair || repairs.is_empty() {
+        return report;
+    }
+    let _lock = match storage.lock(false) {
+        Ok(lock) => lock,
+        Err(e) => {
+            report.problems.push(CheckProblem {
+                kind: ProblemKind::Unreadable,
+                path: storage.display(""),
+                digest: None,
+                message: format!("--repair needs the run lock: {e}; nothing was repaired"),
+            });
+            return report;
+        }
+    };
+    let mut repaired = Vec::new();
+    let mut failed = Vec::new();
+    // Each round writes at least one link that was missing, so this ends; the bound is a
+    // guard against a storage that does not keep what is written.
+    for _ in 0..16 {
+        for (key, digest) in repairs.drain(..) {
+            match storage.write_atomic(&key, digest.to_string().as_bytes()) {
+                Ok(()) => repaired.push(storage.display(&key)),
+                Err(e) => failed.push(CheckProblem {
+                    kind: ProblemKind::Unreadable,
+                    path: storage.display(&key),
+                    digest: Some(digest.to_string()),
+                    message: format!("cannot write the link back: {e}"),
+                }),
+            }
+        }
+        if !failed.is_empty() {
+            break;
+        }
+        (report, repairs) = check_once(storage, options);
+        if repairs.is_empty() {
+            break;
+        }
+    }
+    repaired.sort();
+    repaired.dedup();
+    report.repaired = repaired;
+    report.problems.extend(failed);
+    report.summary.problems = report.problems.len();
+    report.summary.elapsed_seconds = started.elapsed().as_secs_f64();
+    report
+}
+
+/// One pass: the report, and the links `--repair` could write.
+fn check_once(storage: &dyn Storage, options: Options) -> (CheckReport, Vec<(String, Digest)>) {
     let started = Instant::now();
     let counters = discover::Counters::default();
     let (mut index, diags) = discover::discover_blobs(storage, &counters);
@@ -500,7 +611,7 @@ pub fn check(storage: &dyn Storage, options: Options) -> CheckReport {
     let stale_before = SystemTime::now()
         .checked_sub(options.stale_uploads)
         .unwrap_or(SystemTime::UNIX_EPOCH);
-    let per_repo: Vec<(Vec<CheckProblem>, usize, usize)> = names
+    let per_repo: Vec<(Vec<CheckProblem>, usize, usize, Vec<(String, Digest)>)> = names
         .par_iter()
         .map(|name| {
             let mut c = Checker {
@@ -509,16 +620,21 @@ pub fn check(storage: &dyn Storage, options: Options) -> CheckReport {
                 problems: Vec::new(),
                 links: 0,
                 buf: Vec::with_capacity(16 * 1024),
+                repairs: Vec::new(),
             };
             let manifests = c.repository(name, stale_before);
-            (c.problems, manifests, c.links)
+            (c.problems, manifests, c.links, c.repairs)
         })
         .collect();
-    for (p, m, l) in per_repo {
+    let mut repairs = Vec::new();
+    for (p, m, l, r) in per_repo {
         problems.extend(p);
         summary.manifests += m;
         summary.links += l;
+        repairs.extend(r);
     }
+    repairs.sort();
+    repairs.dedup();
 
     if options.verify {
         let blobs: Vec<(Digest, u64)> = index
@@ -579,7 +695,7 @@ pub fn check(storage: &dyn Storage, options: Options) -> CheckReport {
     problems.dedup();
     summary.problems = problems.len();
     summary.elapsed_seconds = started.elapsed().as_secs_f64();
-    CheckReport {
+    let report = CheckReport {
         version: crate::gc::report::REPORT_VERSION,
         root: storage.display(""),
         root_source: String::new(),
@@ -587,5 +703,8 @@ pub fn check(storage: &dyn Storage, options: Options) -> CheckReport {
         summary,
         requests: storage.requests(),
         problems,
-    }
+        repairable: repairs.len(),
+        repaired: Vec::new(),
+    };
+    (report, repairs)
 }

@@ -98,6 +98,12 @@ pub struct CheckArgs {
     #[arg(long)]
     pub verify: bool,
 
+    /// Write back the missing links the digests determine: the revision link of a manifest
+    /// a tag or an index names, the layer link of a blob a manifest needs, where the content
+    /// is in the store. Takes the run lock. Run `check` without it first to see the list.
+    #[arg(long)]
+    pub repair: bool,
+
     /// Uploads started longer ago than this are reported as stale.
     #[arg(long, value_name = "DURATION", default_value = "24h", value_parser = parse_duration)]
     pub stale_uploads: Duration,
@@ -484,6 +490,7 @@ impl CheckArgs {
     pub fn options(&self) -> regsweep::check::Options {
         regsweep::check::Options {
             verify: self.verify,
+            repair: self.repair,
             stale_uploads: self.stale_uploads,
             progress: progress(self.quiet),
         }

@@ -116,3 +116,154 @@ fn a_redis_url_that_does_not_parse_never_shows_its_password() {
         }
     }
 }
+
+// Item 5: with a tag's revision link gone, `check` said "No damage found" and `gc -m` deleted
+// the image's blobs ("already broken"): an image one re-created link would have brought back
+// was beyond repair. Now `check` names it, `gc -m` keeps what it references, and
+// `check --repair` writes the link back.
+#[test]
+fn a_tag_without_its_revision_link_is_reported_kept_and_repaired() {
+    let dir = aged_copy("registry");
+    let root = dir.path();
+    let v2 = support::tree::v2(root);
+    let tag_link = v2.join("repositories/team/app/_manifests/tags/v1/current/link");
+    let digest = std::fs::read_to_string(&tag_link).unwrap();
+    let hex = digest.trim().strip_prefix("sha256:").unwrap().to_string();
+    let revision = v2.join(format!(
+        "repositories/team/app/_manifests/revisions/sha256/{hex}"
+    ));
+    std::fs::remove_dir_all(&revision).unwrap();
+    let before = support::tree::blobs_on_disk(root);
+
+    let check = |args: &[&str]| {
+        let mut all = vec!["check", "--json", "-"];
+        all.extend_from_slice(args);
+        all.push(root.to_str().unwrap());
+        let r = run(&all);
+        let report: regsweep::check::CheckReport = serde_json::from_str(&r.stdout)
+            .unwrap_or_else(|e| panic!("{e}: {} {}", r.stdout, r.stderr));
+        (report, r)
+    };
+    let (report, r) = check(&[]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    let unlinked: Vec<_> = report
+        .problems
+        .iter()
+        .filter(|p| p.kind == regsweep::check::ProblemKind::UnlinkedTag)
+        .collect();
+    assert_eq!(unlinked.len(), 1, "{:?}", report.problems);
+    assert!(unlinked[0].message.contains("team/app:v1"));
+    assert!(report.repairable >= 1 && report.repaired.is_empty());
+    assert!(!revision.exists(), "check without --repair wrote");
+
+    // gc -m keeps everything the tag's manifest references (a warning says why).
+    let (gc, out) = support::tree::gc_json(root, &["-m", "--min-age", "0"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(out.stderr.contains("check --repair"), "{}", out.stderr);
+    let after = support::tree::blobs_on_disk(root);
+    let manifest =
+        std::fs::read(v2.join(format!("blobs/sha256/{}/{hex}/data", &hex[..2]))).unwrap();
+    let m = regsweep::registry::manifest::Manifest::parse(&manifest).unwrap();
+    for b in &m.blobs {
+        assert!(
+            after.contains(&b.digest),
+            "gc -m deleted {} of team/app:v1",
+            b.digest
+        );
+    }
+    assert!(after.len() < before.len() && !gc.deleted.blobs.is_empty());
+
+    // --repair writes it back; then nothing is left to find about it.
+    let (repaired, r) = check(&["--repair"]);
+    assert!(!repaired.repaired.is_empty(), "{}", r.stderr);
+    assert_eq!(
+        std::fs::read_to_string(revision.join("link")).unwrap(),
+        digest.trim()
+    );
+    let (again, r) = check(&[]);
+    assert!(
+        again
+            .problems
+            .iter()
+            .all(|p| p.kind != regsweep::check::ProblemKind::UnlinkedTag),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(again.repairable, 0);
+    support::tree::assert_every_tag_pulls(root);
+}
+
+// Item 16: `blobs/` as a symbolic link to a data disk (a common layout; the reference
+// collector follows it) was refused on every run. The root, `blobs/` and `repositories/` are
+// resolved once and said; links deeper in the tree stay refused.
+#[test]
+fn a_symlinked_root_blobs_and_repositories_are_followed_and_said() {
+    let dir = aged_copy("registry");
+    let (plan, out) = support::tree::gc_json(dir.path(), &["-d", "-m", "--min-age", "0"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let expected: std::collections::BTreeSet<_> = plan
+        .deleted
+        .blobs
+        .iter()
+        .map(|b| b.digest.clone())
+        .collect();
+    assert!(!expected.is_empty());
+
+    let disks = tempfile::tempdir().unwrap();
+    let v2 = support::tree::v2(dir.path());
+    for name in ["blobs", "repositories"] {
+        let elsewhere = disks.path().join(name);
+        std::fs::rename(v2.join(name), &elsewhere).unwrap();
+        std::os::unix::fs::symlink(&elsewhere, v2.join(name)).unwrap();
+    }
+    let root_link = disks.path().join("root-link");
+    std::os::unix::fs::symlink(dir.path(), &root_link).unwrap();
+
+    let r = run(&[
+        "gc",
+        "-m",
+        "--min-age",
+        "0",
+        "--json",
+        "-",
+        root_link.to_str().unwrap(),
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    for said in [
+        "root-link is a symbolic link",
+        "blobs is a symbolic link",
+        "repositories is a symbolic link",
+    ] {
+        assert!(r.stderr.contains(said), "{said}: {}", r.stderr);
+    }
+    let report: regsweep::gc::report::GcReport = serde_json::from_str(&r.stdout).unwrap();
+    let deleted: std::collections::BTreeSet<_> = report
+        .deleted
+        .blobs
+        .iter()
+        .map(|b| b.digest.clone())
+        .collect();
+    assert_eq!(deleted, expected);
+    assert!(std::fs::symlink_metadata(v2.join("blobs"))
+        .unwrap()
+        .file_type()
+        .is_symlink());
+    support::tree::assert_every_tag_pulls(dir.path());
+    // Deeper, a link is still not followed: a shard that leads elsewhere is left alone.
+    let shard = std::fs::read_dir(disks.path().join("blobs/sha256"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.is_dir())
+        .unwrap();
+    let moved = disks.path().join("moved-shard");
+    std::fs::rename(&shard, &moved).unwrap();
+    std::os::unix::fs::symlink(&moved, &shard).unwrap();
+    let in_shard: Vec<_> = std::fs::read_dir(&moved).unwrap().collect();
+    let r = run(&["gc", "-m", "--min-age", "0", dir.path().to_str().unwrap()]);
+    assert!(
+        r.stderr.contains("not a blob shard directory; left alone"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(std::fs::read_dir(&moved).unwrap().count(), in_shard.len());
+}

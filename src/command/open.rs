@@ -143,7 +143,15 @@ fn set_jobs(jobs: Option<usize>, object_storage: bool) -> Result<(), u8> {
 /// The storage behind a resolved target. Object storage is listed here, once.
 fn open_storage(resolved: &Resolved, common: &Common) -> Result<Box<dyn Storage>, u8> {
     match &resolved.backend {
-        Backend::Fs(root) => Ok(Box::new(FsStorage::new(root))),
+        Backend::Fs(root) => {
+            let (storage, notes) = FsStorage::open(root);
+            if !common.quiet {
+                for note in notes {
+                    eprintln!("regsweep: note: {note}");
+                }
+            }
+            Ok(Box::new(storage))
+        }
         Backend::S3 { settings, prefix } => {
             let name = format!("s3://{}/{prefix}", settings.bucket);
             let client = S3Client::new((**settings).clone(), common.max_requests_per_second)

@@ -46,6 +46,18 @@ impl CheckReport {
                 writeln!(out, ": {}", p.message)?;
             }
         }
+        if !self.repaired.is_empty() {
+            writeln!(out, "Repaired: wrote {} links back:", self.repaired.len())?;
+            for path in &self.repaired {
+                writeln!(out, "  {path}")?;
+            }
+        } else if self.repairable > 0 {
+            writeln!(
+                out,
+                "{} missing links can be written back: `regsweep check --repair` does it",
+                self.repairable
+            )?;
+        }
         writeln!(out, "Took {:.2}s.", s.elapsed_seconds)?;
         write_requests(&mut out, self.requests.as_ref())
     }

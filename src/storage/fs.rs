@@ -25,6 +25,10 @@ use crate::registry::layout;
 #[derive(Debug)]
 pub struct FsStorage {
     root: PathBuf,
+    /// `docker/registry/v2/blobs` and `.../repositories` where they are symbolic links (a data
+    /// disk mounted elsewhere, a common layout): the key prefix and the directory it leads
+    /// to, resolved once when opened. Deeper links are never followed.
+    followed: Vec<(&'static str, PathBuf)>,
     canonical_root: OnceLock<io::Result<PathBuf>>,
     /// Parent directories already resolved inside the root in this run: a sweep removes
     /// thousands of entries from the same few directories, and resolving each parent again
@@ -36,9 +40,53 @@ impl FsStorage {
     pub fn new(root: impl Into<PathBuf>) -> FsStorage {
         FsStorage {
             root: root.into(),
+            followed: Vec::new(),
             canonical_root: OnceLock::new(),
             inside: Mutex::new(HashSet::new()),
         }
+    }
+
+    /// Open a root as the registry reads it: the root, `docker/registry/v2/blobs` and
+    /// `docker/registry/v2/repositories` may be symbolic links (resolved here, once, and said
+    /// in the notes); anything deeper that is a link stays refused.
+    pub fn open(root: impl Into<PathBuf>) -> (FsStorage, Vec<String>) {
+        let given: PathBuf = root.into();
+        let mut notes = Vec::new();
+        let root = match fs::symlink_metadata(&given) {
+            Ok(m) if m.file_type().is_symlink() => match fs::canonicalize(&given) {
+                Ok(target) => {
+                    notes.push(format!(
+                        "{} is a symbolic link to {}; followed",
+                        given.display(),
+                        target.display()
+                    ));
+                    target
+                }
+                Err(_) => given,
+            },
+            _ => given,
+        };
+        let mut storage = FsStorage::new(root);
+        for key in [layout::BLOBS, layout::REPOSITORIES] {
+            let path = storage.root.join(key);
+            let is_link = fs::symlink_metadata(&path).is_ok_and(|m| m.file_type().is_symlink());
+            if !is_link {
+                continue;
+            }
+            // A link to nothing, or to something that is not a directory, stays a link: the
+            // walk then refuses it with its path.
+            if let Ok(target) = fs::canonicalize(&path) {
+                if target.is_dir() {
+                    notes.push(format!(
+                        "{} is a symbolic link to {}; followed",
+                        path.display(),
+                        target.display()
+                    ));
+                    storage.followed.push((key, target));
+                }
+            }
+        }
+        (storage, notes)
     }
 
     /// Before removing anything, resolve the parent directory (following any link on the way)
@@ -57,7 +105,9 @@ impl FsStorage {
             return Ok(());
         }
         let resolved = fs::canonicalize(parent)?;
-        if resolved.starts_with(root) {
+        let inside = resolved.starts_with(root)
+            || self.followed.iter().any(|(_, t)| resolved.starts_with(t));
+        if inside {
             if let Ok(mut set) = self.inside.lock() {
                 set.insert(parent.to_path_buf());
             }
@@ -85,6 +135,14 @@ impl FsStorage {
                 io::ErrorKind::InvalidInput,
                 format!("refusing storage key outside the root: {key:?}"),
             ));
+        }
+        for (prefix, target) in &self.followed {
+            if key == *prefix {
+                return Ok(target.clone());
+            }
+            if let Some(rest) = key.strip_prefix(prefix).and_then(|r| r.strip_prefix('/')) {
+                return Ok(target.join(rest));
+            }
         }
         Ok(if key.is_empty() {
             self.root.clone()
