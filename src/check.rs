@@ -564,6 +564,9 @@ pub fn check(storage: &dyn Storage, options: Options) -> CheckReport {
     report
 }
 
+/// One repository checked: its problems, manifests, links, and what `--repair` could write.
+type RepoChecked = (Vec<CheckProblem>, usize, usize, Vec<(String, Digest)>);
+
 /// One pass: the report, and the links `--repair` could write.
 fn check_once(storage: &dyn Storage, options: Options) -> (CheckReport, Vec<(String, Digest)>) {
     let started = Instant::now();
@@ -611,7 +614,7 @@ fn check_once(storage: &dyn Storage, options: Options) -> (CheckReport, Vec<(Str
     let stale_before = SystemTime::now()
         .checked_sub(options.stale_uploads)
         .unwrap_or(SystemTime::UNIX_EPOCH);
-    let per_repo: Vec<(Vec<CheckProblem>, usize, usize, Vec<(String, Digest)>)> = names
+    let per_repo: Vec<RepoChecked> = names
         .par_iter()
         .map(|name| {
             let mut c = Checker {
