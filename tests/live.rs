@@ -144,3 +144,85 @@ fn a_link_written_again_between_unlink_and_rmdir_stays() {
     assert!(on_disk.contains(&untagged) && on_disk.contains(&layer));
     support::tree::assert_every_tag_pulls(root);
 }
+
+// #25 item 2: run as root on a registry that runs as its own user, regsweep made what it
+// created root's (a shard directory put back, the lock, a link written back), after which the
+// registry could not write there. Everything in the tree stays the registry user's.
+#[cfg(feature = "test-hooks")]
+#[test]
+fn what_a_root_run_creates_belongs_to_the_registrys_user() {
+    use std::os::unix::fs::MetadataExt;
+    if unsafe { libc_geteuid() } != 0 {
+        eprintln!("skipping: needs root to give the tree to another user");
+        return;
+    }
+    const NOBODY: u32 = 65534;
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let b = support::tree::TreeBuilder::new(root);
+    let config = b.blob(b"{\"owner\": true}");
+    let layer = b.blob(b"a layer of the doomed image");
+    let doomed = b.image("app", &[config.clone(), layer], None);
+    let kept = b.image("app", &[config], None);
+    b.tag("app", "v1", &kept);
+    support::tree::age_tree(root, Duration::from_secs(3 * 3600));
+    let chown = |path: &std::path::Path| {
+        for e in walkdir::WalkDir::new(path) {
+            let e = e.unwrap();
+            std::os::unix::fs::lchown(e.path(), Some(NOBODY), Some(NOBODY)).unwrap();
+        }
+    };
+    chown(root);
+    let pauses = tempfile::tempdir().unwrap();
+    let child = regsweep()
+        .args(["gc", "-m", "--min-age", "0", "--json", "-"])
+        .arg(root)
+        .env("REGSWEEP_TEST_PAUSE_AT", "last-look")
+        .env("REGSWEEP_TEST_PAUSE_DIR", pauses.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while !pauses.path().join("last-look.reached").exists() {
+        assert!(started.elapsed() < Duration::from_secs(60), "never paused");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // A tag pushed for the doomed manifest after its revision went: the last look writes the
+    // revision link (and its directories) back, and puts its blobs back.
+    let tag = b.tag("app", "again", &doomed);
+    for e in walkdir::WalkDir::new(v2(root).join("repositories/app/_manifests/tags/again")) {
+        let e = e.unwrap();
+        std::os::unix::fs::lchown(e.path(), Some(NOBODY), Some(NOBODY)).unwrap();
+    }
+    let _ = tag;
+    std::fs::write(pauses.path().join("last-look.go"), b"").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: regsweep::gc::report::GcReport = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        report.summary.rescued_manifests >= 1,
+        "{:?}",
+        report.summary
+    );
+    let mut roots_own = Vec::new();
+    for e in walkdir::WalkDir::new(root) {
+        let e = e.unwrap();
+        let m = std::fs::symlink_metadata(e.path()).unwrap();
+        if m.uid() != NOBODY || m.gid() != NOBODY {
+            roots_own.push(e.path().display().to_string());
+        }
+    }
+    assert!(roots_own.is_empty(), "created as root: {roots_own:#?}");
+    support::tree::assert_every_tag_pulls(root);
+}
+
+extern "C" {
+    #[link_name = "geteuid"]
+    fn libc_geteuid() -> u32;
+}

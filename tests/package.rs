@@ -147,7 +147,123 @@ fn the_package_installs_a_binary_man_pages_completions_and_units() {
         );
         assert!(String::from_utf8_lossy(&out.stdout).contains("--min-age"));
     }
+    the_packaged_service_runs_as_the_registrys_user_on_debians_default_config(&service);
     sh(Command::new("dpkg").args(["-r", "regsweep"]));
+}
+
+/// #25: the timer's service on Debian's registry with its default config (blob descriptors
+/// cached in the registry's memory), the unit's ExecStart run as its User, then its
+/// ExecStartPost; afterwards an image reusing a deleted blob is pushed, and pulls.
+fn the_packaged_service_runs_as_the_registrys_user_on_debians_default_config(service: &str) {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let debian = std::fs::read_to_string("/etc/docker/registry/config.yml").unwrap_or_default();
+    let user = service
+        .lines()
+        .find_map(|l| l.strip_prefix("User="))
+        .expect("the unit names its User");
+    if !debian.contains("blobdescriptor: inmemory") || !available("setpriv") {
+        eprintln!("skipping the service run: Debian's docker-registry config is not installed");
+        return;
+    }
+    let top = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(top.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let data = top.path().join("data");
+    let logs = top.path().join("log");
+    for d in [&data, &logs] {
+        std::fs::create_dir(d).unwrap();
+        sh(Command::new("chown").arg(format!("{user}:{user}")).arg(d));
+    }
+    let cache = "  cache:\n    blobdescriptor: inmemory\n";
+    let mut registry = support::registry::Registry::start_as(&data, user, cache);
+    let c = registry.client();
+    // A registry in use: most of it stays (the unit refuses to delete more than half).
+    support::images::push_image(
+        &c,
+        "app",
+        Some("keep"),
+        support::images::Format::Oci,
+        "amd64",
+        &["kept-1", "kept-2", "kept-3", "kept-4", "kept-5"],
+    );
+    let seeds = ["packaged-a", "packaged-b"];
+    let gone = support::images::push_image(
+        &c,
+        "app",
+        Some("old"),
+        support::images::Format::Oci,
+        "amd64",
+        &seeds,
+    );
+    c.delete_manifest("app", &gone.digest);
+    support::tree::age_tree(&data, std::time::Duration::from_secs(3 * 86400));
+
+    let json = logs.join("gc.json");
+    let line = |key: &str| {
+        service
+            .lines()
+            .find_map(|l| l.strip_prefix(key))
+            .unwrap_or_else(|| panic!("no {key}"))
+            .replace("%%", "%")
+            .replace("/var/log/regsweep/gc.json", json.to_str().unwrap())
+            .replace(
+                "/etc/docker/registry/config.yml",
+                registry.config.to_str().unwrap(),
+            )
+    };
+    let exec_start = line("ExecStart=");
+    let run_as_user = |offset_hours: u64| {
+        let at = humantime::format_rfc3339_seconds(
+            std::time::SystemTime::now() + std::time::Duration::from_secs(offset_hours * 3600),
+        );
+        let out = Command::new("setpriv")
+            .args(["--reuid", user, "--regid", user, "--init-groups", "--"])
+            .args(exec_start.split_whitespace())
+            .env("REGSWEEP_TEST_NOW", at.to_string())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    // The first night sees them unreferenced; the second, a day on, deletes them.
+    run_as_user(0);
+    let said = run_as_user(25);
+    assert!(said.contains("RESTART THE REGISTRY"), "{said}");
+    let report: regsweep::gc::report::GcReport =
+        serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    assert!(!report.deleted.blobs.is_empty());
+    assert!(report.cache.as_ref().is_some_and(|c| c.restart_required));
+    // Everything in the storage is still the registry user's.
+    let uid = std::fs::metadata(&data).unwrap().uid();
+    for e in walkdir::WalkDir::new(&data) {
+        let e = e.unwrap();
+        assert_eq!(
+            std::fs::symlink_metadata(e.path()).unwrap().uid(),
+            uid,
+            "{}",
+            e.path().display()
+        );
+    }
+    // ExecStartPost, with the registry's restart seen rather than done to a system service.
+    let restarted = top.path().join("restarted");
+    let post = line("ExecStartPost=+").replace(
+        "systemctl try-restart docker-registry.service",
+        &format!("touch {}", restarted.display()),
+    );
+    sh(Command::new("sh").arg("-c").arg(&post));
+    assert!(
+        restarted.exists(),
+        "the unit did not restart a registry that needed it"
+    );
+    registry.restart();
+    let c = registry.client();
+    // A push reusing a deleted blob: the registry no longer claims to have it, so the client
+    // uploads it, and the image pulls.
+    let (digest, _) = support::images::push_as_a_client(&c, "app", None, &seeds);
+    support::pull::verify_image(&c, "app", &digest).expect("the image pushed again pulls");
 }
 
 /// A production binary lets no environment variable pause it, move its clock or kill it: the

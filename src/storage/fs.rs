@@ -243,7 +243,8 @@ impl FsStorage {
 pub fn write_file_atomically(path: &Path, content: &[u8]) -> io::Result<()> {
     use std::io::Write;
     let dir = path.parent().unwrap_or(Path::new("."));
-    fs::create_dir_all(dir)?;
+    create_dirs_like_parent(dir)?;
+    let owner = fs::metadata(dir).ok();
     let name = path
         .file_name()
         .map_or_else(|| "state".into(), |n| n.to_string_lossy().into_owned());
@@ -254,8 +255,41 @@ pub fn write_file_atomically(path: &Path, content: &[u8]) -> io::Result<()> {
     drop(file);
     // A test hook: die where a kill would hurt most, between writing and renaming.
     crate::hooks::die_before_state_rename();
+    give_to(&tmp, owner.as_ref());
     fs::rename(&tmp, path)?;
     fs::File::open(dir)?.sync_all()
+}
+
+/// Create `dir` and the directories above it that are missing, each with the owner, group and
+/// permissions of the nearest one that exists: what regsweep creates in a registry's tree
+/// (shard directories put back, links written back, its trash, its state) must stay writable
+/// for the registry's own user when regsweep runs as root.
+pub fn create_dirs_like_parent(dir: &Path) -> io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut missing = Vec::new();
+    let mut existing = dir;
+    while fs::symlink_metadata(existing).is_err() {
+        missing.push(existing);
+        match existing.parent() {
+            Some(p) => existing = p,
+            None => break,
+        }
+    }
+    let like = fs::metadata(existing).ok();
+    for d in missing.into_iter().rev() {
+        match fs::create_dir(d) {
+            Ok(()) => {
+                give_to(d, like.as_ref());
+                if let Some(m) = &like {
+                    let mode = m.permissions().mode() & 0o7777;
+                    let _ = fs::set_permissions(d, fs::Permissions::from_mode(mode));
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 /// Give `path` the owner and group of `like` (the directory it was created in), where this
@@ -472,7 +506,9 @@ impl Storage for FsStorage {
         let (src, dst) = (self.path(from)?, self.path(to)?);
         self.check_inside(&src)?;
         let parent = dst.parent().unwrap_or(&dst);
-        fs::create_dir_all(parent)?;
+        // A blob put back from the trash may need its shard directory again: made as the
+        // registry's neighbours are, or the registry could not write there afterwards.
+        create_dirs_like_parent(parent)?;
         self.check_inside(&dst)?;
         // renameat2(RENAME_NOREPLACE) would be atomic about "fails if it exists"; a blob
         // directory never appears twice under the same name except by a push of the same
@@ -562,29 +598,16 @@ impl Storage for FsStorage {
         // The directories a link written back needs may be gone with it: create them below
         // the nearest one that exists, once that one is known to be inside the root.
         let mut existing = path.parent().unwrap_or(&path);
-        let mut missing = Vec::new();
         while fs::symlink_metadata(existing).is_err() {
-            missing.push(existing.to_path_buf());
             existing = existing.parent().unwrap_or(existing);
             if existing == self.root {
                 break;
             }
         }
         self.check_inside(&existing.join("x"))?;
-        // Whatever regsweep creates takes the owner of the directory it lands in, as the
-        // registry's own files around it have: a registry running as its own user must be
-        // able to write there afterwards.
-        let owner = fs::metadata(existing).ok();
-        for dir in missing.iter().rev() {
-            match fs::create_dir(dir) {
-                Ok(()) => give_to(dir, owner.as_ref()),
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
-                Err(e) => return Err(e),
-            }
-        }
-        write_file_atomically(&path, content)?;
-        give_to(&path, owner.as_ref());
-        Ok(())
+        // What regsweep creates takes the owner of the directory it lands in, as the
+        // registry's own files around it have (write_file_atomically sees to it).
+        write_file_atomically(&path, content)
     }
 
     fn lock(&self, wait: bool) -> crate::error::Result<LockGuard> {

@@ -23,6 +23,7 @@ impl Lock {
     /// waiting for it when `wait` is set.
     pub fn acquire(root: &Path, wait: bool) -> Result<Lock> {
         let path: PathBuf = root.join(layout::LOCK_FILE);
+        let created = std::fs::symlink_metadata(&path).is_err();
         let mut file = OpenOptions::new()
             .read(true)
             .write(true)
@@ -30,6 +31,14 @@ impl Lock {
             .truncate(false)
             .open(&path)
             .map_err(|e| Error::io(&path, e))?;
+        if created {
+            // Owned like the directory it is in: a lock file root made must not stop a later
+            // run as the registry's user.
+            if let Some(v2) = path.parent().and_then(|d| std::fs::metadata(d).ok()) {
+                use std::os::unix::fs::MetadataExt;
+                let _ = std::os::unix::fs::fchown(&file, Some(v2.uid()), Some(v2.gid()));
+            }
+        }
         let flags = if wait {
             libc::LOCK_EX
         } else {

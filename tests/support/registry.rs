@@ -41,6 +41,8 @@ pub struct Registry {
     /// sections (`redis:`).
     extra_storage: String,
     extra: String,
+    /// Run the server as this user (through setpriv), as a packaged registry runs.
+    user: Option<String>,
     pub config: PathBuf,
     log: PathBuf,
     _dir: tempfile::TempDir,
@@ -72,6 +74,29 @@ impl Registry {
         )
     }
 
+    /// Start a registry storing under `root` that runs as `user` (tests run as root), with more
+    /// lines under `storage:` (a cache, say), as Debian's package runs it.
+    pub fn start_as(root: &Path, user: &str, extra_storage: &str) -> Registry {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        // The server reads its config as that user.
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let mut registry = Registry {
+            child: None,
+            port: 0,
+            root: root.to_path_buf(),
+            storage: None,
+            extra_storage: extra_storage.to_string(),
+            extra: String::new(),
+            user: Some(user.to_string()),
+            config: dir.path().join("config.yml"),
+            log: dir.path().join("registry.log"),
+            _dir: dir,
+        };
+        registry.launch();
+        registry
+    }
+
     /// Start a registry that stores in a bucket through its own s3 driver, at `endpoint`
     /// (the moto server), under `rootdirectory`. Redirects are off, so clients never talk to
     /// the bucket themselves.
@@ -100,6 +125,7 @@ impl Registry {
             storage,
             extra_storage,
             extra,
+            user: None,
             config: dir.path().join("config.yml"),
             log: dir.path().join("registry.log"),
             _dir: dir,
@@ -130,7 +156,24 @@ impl Registry {
             )
             .expect("write registry config");
             let log = std::fs::File::create(&self.log).expect("registry log");
-            let child = Command::new(SERVER)
+            let mut command = match &self.user {
+                Some(user) => {
+                    // setpriv execs (runuser forks): killing the child kills the server.
+                    let mut c = Command::new("setpriv");
+                    c.args([
+                        "--reuid",
+                        user,
+                        "--regid",
+                        user,
+                        "--init-groups",
+                        "--",
+                        SERVER,
+                    ]);
+                    c
+                }
+                None => Command::new(SERVER),
+            };
+            let child = command
                 .arg("serve")
                 .arg(&self.config)
                 // The S3 driver (Go AWS SDK) aborts at start on a CA bundle it cannot use.
