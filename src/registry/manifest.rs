@@ -211,19 +211,52 @@ fn fold(key: &str) -> String {
 }
 
 /// Whether `bytes` may hold a key that is one of our fields in another spelling: any byte
-/// outside ASCII, or a field name in another ASCII case. Cheap, and false for what
-/// registries write, so the usual parse stays one pass.
+/// outside ASCII, a JSON escape (`\u017f` is a long s), or a quoted field name in another
+/// ASCII case. One pass over the bytes, and false for what registries write, so the usual
+/// parse stays one parse.
 fn may_hold_other_spellings(bytes: &[u8]) -> bool {
-    // Non-ASCII letters, or letters written as JSON escapes (`\u017f` is a long s).
-    if !bytes.is_ascii() || bytes.windows(2).any(|w| w == b"\\u") {
+    if !bytes.is_ascii() {
         return true;
     }
-    TOP_FIELDS.iter().chain(&DESCRIPTOR_FIELDS).any(|f| {
-        let quoted = format!("\"{f}\"");
-        bytes
-            .windows(quoted.len())
-            .any(|w| w.eq_ignore_ascii_case(quoted.as_bytes()) && w != quoted.as_bytes())
-    })
+    let mut i = 0;
+    while let Some(q) = bytes[i..].iter().position(|&b| b == b'"') {
+        let start = i + q + 1;
+        // The closing quote: the next one not escaped by a backslash.
+        let mut end = start;
+        loop {
+            match bytes[end..].iter().position(|&b| b == b'"' || b == b'\\') {
+                None => return false,
+                Some(p) if bytes[end + p] == b'\\' => {
+                    if bytes.get(end + p + 1) == Some(&b'u') {
+                        return true;
+                    }
+                    end += p + 2;
+                }
+                Some(p) => {
+                    end += p;
+                    break;
+                }
+            }
+        }
+        let token = &bytes[start..end.min(bytes.len())];
+        let other_spelling = |f: &&str| {
+            f.len() == token.len()
+                && token != f.as_bytes()
+                && token.eq_ignore_ascii_case(f.as_bytes())
+        };
+        if TOP_FIELDS
+            .iter()
+            .chain(&DESCRIPTOR_FIELDS)
+            .any(|f| other_spelling(&f))
+        {
+            return true;
+        }
+        i = end + 1;
+        if i >= bytes.len() {
+            return false;
+        }
+    }
+    false
 }
 
 /// Rewrite the keys of `object` that fold onto one of `fields` to that field's spelling.
@@ -422,6 +455,22 @@ mod tests {
         // Two different media types in two spellings: which the registry took is unknown.
         let two = r#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","MediaType":"application/vnd.oci.image.manifest.v1+json","manifests":[]}"#;
         assert!(Manifest::parse(two.as_bytes()).is_err());
+    }
+
+    #[test]
+    fn the_quick_scan_finds_other_spellings_and_only_them() {
+        let usual = format!(
+            r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{{"digest":"{}","size":2}},"layers":[{{"digest":"{}","size":3,"annotations":{{"say":"a \"quoted\" layers"}}}}]}}"#,
+            d('a'),
+            d('b')
+        );
+        assert!(!may_hold_other_spellings(usual.as_bytes()));
+        // After long values and escaped quotes, a key in another case is still found.
+        let odd = usual.replace(r#""layers":"#, r#""Layers":"#);
+        assert!(may_hold_other_spellings(odd.as_bytes()));
+        let odd = usual.replace(r#""size":3"#, r#""SIZE":3"#);
+        assert!(may_hold_other_spellings(odd.as_bytes()));
+        assert!(may_hold_other_spellings(br#"{"layer\u0073":[]}"#));
     }
 
     #[test]
