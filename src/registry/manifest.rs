@@ -247,7 +247,7 @@ fn may_hold_other_spellings(bytes: &[u8]) -> bool {
         if TOP_FIELDS
             .iter()
             .chain(&DESCRIPTOR_FIELDS)
-            .any(|f| other_spelling(f))
+            .any(other_spelling)
         {
             return true;
         }
