@@ -264,13 +264,7 @@ impl Client {
         for c in parsed.contents {
             // encoding-type=url: keys come percent-encoded.
             let key = percent_decode(&c.key);
-            let modified = c
-                .last_modified
-                .as_deref()
-                .and_then(|t| humantime::parse_rfc3339_weak(t.trim_end_matches('Z')).ok())
-                // A time it cannot read makes the object young (dated now), never old: an
-                // object only goes once its age is known.
-                .unwrap_or_else(SystemTime::now);
+            let modified = listed_time(c.last_modified.as_deref());
             objects.push(Listed {
                 key,
                 size: c.size.unwrap_or(0),
@@ -404,7 +398,7 @@ impl Client {
         let body = response
             .into_string()
             .map_err(|e| io::Error::new(e.kind(), format!("{what}: unreadable answer: {e}")))?;
-        if body.contains("<Error>") || !body.contains("CopyObjectResult") {
+        if !copied(&body) {
             return Err(status_error(500, &body, &what));
         }
         Ok(())
@@ -480,6 +474,19 @@ impl Client {
     }
 }
 
+/// A listed object's time. One it cannot read makes the object young (dated now), never old:
+/// an object only goes once its age is known.
+fn listed_time(text: Option<&str>) -> SystemTime {
+    text.and_then(|t| humantime::parse_rfc3339_weak(t.trim_end_matches('Z')).ok())
+        .unwrap_or_else(SystemTime::now)
+}
+
+/// Whether a CopyObject's 200 answer says the copy was made: S3 can answer 200 and put an
+/// `<Error>` in the body, and anything that is not a CopyObjectResult proves nothing.
+fn copied(body: &str) -> bool {
+    !body.contains("<Error>") && body.contains("CopyObjectResult")
+}
+
 fn precondition_failed(e: &io::Error) -> bool {
     let s = e.to_string();
     s.contains("HTTP 412") || s.contains("PreconditionFailed") || s.contains("HTTP 409")
@@ -514,6 +521,37 @@ fn percent_decode(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_object_time_that_cannot_be_read_is_young_never_old() {
+        // #22: it was the epoch, so a just-written object looked ancient.
+        let now = SystemTime::now();
+        for t in [
+            None,
+            Some("yesterday"),
+            Some(""),
+            Some("2024-13-45T99:00:00Z"),
+        ] {
+            assert!(listed_time(t) >= now, "{t:?}");
+        }
+        let t = listed_time(Some("2024-01-02T03:04:05.000Z"));
+        assert_eq!(
+            humantime::format_rfc3339_seconds(t).to_string(),
+            "2024-01-02T03:04:05Z"
+        );
+    }
+
+    #[test]
+    fn a_copy_is_made_only_when_the_answer_says_so() {
+        // #22: a 200 with an <Error> body was taken as a copy, and its source deleted.
+        assert!(copied(
+            "<?xml version=\"1.0\"?><CopyObjectResult><ETag>\"x\"</ETag></CopyObjectResult>"
+        ));
+        assert!(!copied(
+            "<?xml version=\"1.0\"?><Error><Code>InternalError</Code></Error>"
+        ));
+        assert!(!copied(""));
+    }
 
     #[test]
     fn percent_decoding() {
