@@ -4,8 +4,10 @@
 
 mod support;
 
+use support::pause::Paused;
+
 use std::collections::BTreeSet;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use regsweep::registry::digest::Digest;
 use support::tree::{aged_copy, blobs_on_disk, gc_json, regsweep, v2};
@@ -103,26 +105,14 @@ fn a_link_written_again_between_unlink_and_rmdir_stays() {
         "repositories/app/_manifests/revisions/sha256/{}",
         untagged.hex()
     ));
-    let pauses = tempfile::tempdir().unwrap();
-    let child = regsweep()
-        .args(["gc", "-m", "--min-age", "0", "--json", "-"])
-        .arg(root)
-        .env("REGSWEEP_TEST_PAUSE_AT", "link-unlinked")
-        .env("REGSWEEP_TEST_PAUSE_DIR", pauses.path())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let started = Instant::now();
-    while !pauses.path().join("link-unlinked.reached").exists() {
-        assert!(started.elapsed() < Duration::from_secs(60), "never paused");
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    let mut cmd = regsweep();
+    cmd.args(["gc", "-m", "--min-age", "0", "--json", "-"])
+        .arg(root);
+    let paused = Paused::start(cmd, "link-unlinked");
     // The registry's push of the same manifest, between the two removals.
     assert!(!revision.join("link").exists());
     std::fs::write(revision.join("link"), untagged.to_string()).unwrap();
-    std::fs::write(pauses.path().join("link-unlinked.go"), b"").unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = paused.go();
     assert_eq!(
         out.status.code(),
         Some(0),
@@ -173,21 +163,10 @@ fn what_a_root_run_creates_belongs_to_the_registrys_user() {
         }
     };
     chown(root);
-    let pauses = tempfile::tempdir().unwrap();
-    let child = regsweep()
-        .args(["gc", "-m", "--min-age", "0", "--json", "-"])
-        .arg(root)
-        .env("REGSWEEP_TEST_PAUSE_AT", "last-look")
-        .env("REGSWEEP_TEST_PAUSE_DIR", pauses.path())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let started = Instant::now();
-    while !pauses.path().join("last-look.reached").exists() {
-        assert!(started.elapsed() < Duration::from_secs(60), "never paused");
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    let mut cmd = regsweep();
+    cmd.args(["gc", "-m", "--min-age", "0", "--json", "-"])
+        .arg(root);
+    let paused = Paused::start(cmd, "last-look");
     // A tag pushed for the doomed manifest after its revision went: the last look writes the
     // revision link (and its directories) back, and puts its blobs back.
     let tag = b.tag("app", "again", &doomed);
@@ -196,8 +175,7 @@ fn what_a_root_run_creates_belongs_to_the_registrys_user() {
         std::os::unix::fs::lchown(e.path(), Some(NOBODY), Some(NOBODY)).unwrap();
     }
     let _ = tag;
-    std::fs::write(pauses.path().join("last-look.go"), b"").unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = paused.go();
     assert_eq!(
         out.status.code(),
         Some(0),

@@ -14,15 +14,15 @@
 mod support;
 
 use std::collections::BTreeSet;
-use std::path::Path;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 use regsweep::gc::report::GcReport;
 use regsweep::registry::digest::{Algorithm, Digest};
 use support::images::{
     push_as_a_client, push_image, push_with_retry, Format, Pushed, OCI_INDEX, OCI_MANIFEST,
 };
+use support::pause::Paused;
 use support::pull::{peers, verify_image};
 use support::redis_server::{self, Redis};
 use support::registry::{Client, Registry};
@@ -252,19 +252,9 @@ fn run_point(store: &Store, point: &str) {
     let s = scene(&c);
     store.age();
 
-    let pauses = tempfile::tempdir().unwrap();
-    let child = store
-        .gc(&["-m"])
-        .env("REGSWEEP_TEST_PAUSE_AT", point)
-        .env("REGSWEEP_TEST_PAUSE_DIR", pauses.path())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    wait_for(&pauses.path().join(format!("{point}.reached")), &cell);
+    let paused = Paused::start(store.gc(&["-m"]), point);
     let must_pull = operate(&c, &s);
-    std::fs::write(pauses.path().join(format!("{point}.go")), b"").unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = paused.go();
     let first = report(&out, &cell);
     assert_eq!(
         out.status.code(),
@@ -338,17 +328,6 @@ fn run_point(store: &Store, point: &str) {
         third.deleted
     );
     registry.stop();
-}
-
-fn wait_for(path: &Path, cell: &str) {
-    let started = Instant::now();
-    while !path.exists() {
-        assert!(
-            started.elapsed() < Duration::from_secs(120),
-            "{cell}: the run never reached its pause point"
-        );
-        std::thread::sleep(Duration::from_millis(5));
-    }
 }
 
 #[test]

@@ -6,6 +6,8 @@
 
 mod support;
 
+use support::pause::Paused;
+
 use std::collections::BTreeSet;
 use std::path::Path;
 use std::time::{Duration, SystemTime};
@@ -168,20 +170,11 @@ fn a_deleted_tag_keeps_its_blobs_for_a_day_unless_pushed_again() {
     let rescued = branch();
     let server = Registry::start(rescued.as_path());
     let c = server.client();
-    let pauses = tempfile::tempdir().unwrap();
-    let child = regsweep()
-        .args(["gc", "-m", "--unreferenced-for", "24h", "--json", "-"])
+    let mut cmd = regsweep();
+    cmd.args(["gc", "-m", "--unreferenced-for", "24h", "--json", "-"])
         .arg(rescued.as_path())
-        .env("REGSWEEP_TEST_NOW", at(25 * HOUR))
-        .env("REGSWEEP_TEST_PAUSE_AT", "second-look")
-        .env("REGSWEEP_TEST_PAUSE_DIR", pauses.path())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    while !pauses.path().join("second-look.reached").exists() {
-        std::thread::sleep(Duration::from_millis(5));
-    }
+        .env("REGSWEEP_TEST_NOW", at(25 * HOUR));
+    let paused = Paused::start(cmd, "second-look");
     let pushed = push_image(
         &c,
         "app",
@@ -190,8 +183,7 @@ fn a_deleted_tag_keeps_its_blobs_for_a_day_unless_pushed_again() {
         "amd64",
         &["v1 layer", "v1 other"],
     );
-    std::fs::write(pauses.path().join("second-look.go"), b"").unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = paused.go();
     assert_eq!(out.status.code(), Some(0));
     let r: GcReport = serde_json::from_slice(&out.stdout).unwrap();
     assert!(deleted(&r).is_disjoint(&v1), "a rescued blob was deleted");

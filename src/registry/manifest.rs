@@ -226,12 +226,12 @@ fn may_hold_other_spellings(bytes: &[u8]) -> bool {
         loop {
             match bytes[end..].iter().position(|&b| b == b'"' || b == b'\\') {
                 None => return false,
-                Some(p) if bytes[end + p] == b'\\' => {
-                    if bytes.get(end + p + 1) == Some(&b'u') {
-                        return true;
-                    }
-                    end += p + 2;
-                }
+                Some(p) if bytes[end + p] == b'\\' => match bytes.get(end + p + 1) {
+                    Some(b'u') => return true,
+                    Some(_) => end += p + 2,
+                    // Cut short after a backslash: not JSON; the parse says why.
+                    None => return false,
+                },
                 Some(p) => {
                     end += p;
                     break;

@@ -291,17 +291,7 @@ impl Client {
 
     /// The whole object, refusing more than `limit` bytes.
     pub fn get(&self, key: &str, limit: u64, buf: &mut Vec<u8>) -> io::Result<()> {
-        let (what, response) = self.get_response(key)?;
-        buf.clear();
-        let read = response
-            .into_reader()
-            .take(limit + 1)
-            .read_to_end(buf)
-            .map_err(|e| io::Error::new(e.kind(), format!("{what}: {e}")))?;
-        if read as u64 > limit {
-            return Err(super::too_large(limit));
-        }
-        Ok(())
+        self.get_with_etag(key, limit, buf).map(|_| ())
     }
 
     /// Stream the whole object to `f`; returns the bytes read.

@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod images;
+pub mod pause;
 pub mod pull;
 pub mod redis_server;
 pub mod registry;
