@@ -20,6 +20,9 @@ pub struct Settings {
     pub bucket: String,
     pub path_style: bool,
     pub credentials: Option<Credentials>,
+    /// Certificates to trust besides the public roots (a private CA): `AWS_CA_BUNDLE`, as
+    /// the registry's own driver reads it, else `SSL_CERT_FILE`.
+    pub ca_bundle: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for Settings {
@@ -30,6 +33,7 @@ impl std::fmt::Debug for Settings {
             .field("bucket", &self.bucket)
             .field("path_style", &self.path_style)
             .field("credentials", &self.credentials.as_ref().map(|_| "(set)"))
+            .field("ca_bundle", &self.ca_bundle)
             .finish()
     }
 }
@@ -40,6 +44,14 @@ pub fn redacted(url: &url::Url) -> String {
     let _ = shown.set_password(None);
     let _ = shown.set_username("");
     shown.as_str().trim_end_matches('/').to_string()
+}
+
+/// The CA bundle to trust besides the public roots: `AWS_CA_BUNDLE` (what the AWS tools and
+/// the registry's s3 driver read), else `SSL_CERT_FILE` (what OpenSSL-based tools read).
+fn ca_bundle(env: &[(String, String)]) -> Option<PathBuf> {
+    var(env, "AWS_CA_BUNDLE")
+        .or_else(|| var(env, "SSL_CERT_FILE"))
+        .map(PathBuf::from)
 }
 
 /// Credentials from the standard AWS environment variables, else the shared credentials file
@@ -128,6 +140,7 @@ pub(super) fn from_url(
                 // S3-compatible servers at an endpoint of their own take path-style requests.
                 path_style: custom.is_some(),
                 credentials: aws_credentials(env),
+                ca_bundle: ca_bundle(env),
             }),
             prefix: prefix.trim_matches('/').to_string(),
         },
@@ -179,6 +192,7 @@ pub(super) fn from_config(
                 // The registry makes path-style requests when regionendpoint is set.
                 path_style: flag("forcepathstyle", false) || regionendpoint.is_some(),
                 credentials,
+                ca_bundle: ca_bundle(env),
             }),
             prefix,
         },
@@ -198,6 +212,7 @@ mod tests {
             bucket: "b".into(),
             path_style: true,
             credentials: Some(Credentials::new("AKIDEXAMPLE", "very-secret")),
+            ca_bundle: None,
         };
         let shown = format!("{s:?}");
         assert!(

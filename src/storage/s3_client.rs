@@ -8,7 +8,7 @@
 
 use std::io::{self, Read};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use rusty_s3::actions::{ListObjectsV2, ObjectIdentifier, S3Action};
@@ -94,8 +94,55 @@ fn between<'a>(s: &'a str, open: &str, close: &str) -> Option<&'a str> {
 fn transient(e: &ureq::Error) -> bool {
     match e {
         ureq::Error::Status(code, _) => *code == 429 || *code >= 500,
-        ureq::Error::Transport(_) => true,
+        // A certificate the server shows will not be any better on the next try.
+        ureq::Error::Transport(t) => !causes(t).contains("certificate"),
     }
+}
+
+/// Why a transport failed, down its chain of causes ("tls connection init failed" alone
+/// says nothing of the certificate that was refused). Never the URL: it is signed.
+fn causes(t: &ureq::Transport) -> String {
+    let mut said = Vec::new();
+    let mut cause = std::error::Error::source(t);
+    while let Some(c) = cause {
+        said.push(c.to_string());
+        cause = c.source();
+    }
+    said.join(": ")
+}
+
+/// TLS that trusts the public roots and the certificates of `bundle` (a private CA).
+fn trusting(bundle: &std::path::Path) -> io::Result<rustls::ClientConfig> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::CertificateDer;
+    let bad = |m: String| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{}: the CA bundle {m}", bundle.display()),
+        )
+    };
+    let mut roots = rustls::RootCertStore {
+        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+    };
+    let mut added = 0;
+    for cert in
+        CertificateDer::pem_file_iter(bundle).map_err(|e| bad(format!("cannot be read: {e}")))?
+    {
+        let cert = cert.map_err(|e| bad(format!("is not PEM: {e}")))?;
+        roots
+            .add(cert)
+            .map_err(|e| bad(format!("holds a certificate that is not one: {e}")))?;
+        added += 1;
+    }
+    if added == 0 {
+        return Err(bad("holds no certificate".into()));
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| bad(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth())
 }
 
 impl Client {
@@ -114,16 +161,23 @@ impl Client {
         .map_err(|e| {
             io::Error::new(
                 io::ErrorKind::InvalidInput,
-                format!("bucket {:?} at {}: {e}", settings.bucket, settings.endpoint),
+                format!(
+                    "bucket {:?} at {}: {e}",
+                    settings.bucket,
+                    crate::config::s3::redacted(&settings.endpoint)
+                ),
             )
         })?;
-        let agent = ureq::AgentBuilder::new()
+        let mut agent = ureq::AgentBuilder::new()
             .timeout_connect(Duration::from_secs(10))
             .timeout_read(Duration::from_secs(120))
             .timeout_write(Duration::from_secs(120))
             .max_idle_connections_per_host(256)
-            .redirects(0)
-            .build();
+            .redirects(0);
+        if let Some(bundle) = &settings.ca_bundle {
+            agent = agent.tls_config(Arc::new(trusting(bundle)?));
+        }
+        let agent = agent.build();
         let pace = max_requests_per_second
             .filter(|r| *r > 0.0)
             .map(|r| (Mutex::new(Instant::now()), Duration::from_secs_f64(1.0 / r)));
@@ -216,10 +270,12 @@ impl Client {
                 }
                 Err(ureq::Error::Transport(t)) => {
                     // Not `t.to_string()`: it carries the signed URL.
+                    let cause = causes(&t);
                     return Err(io::Error::other(format!(
-                        "{what}: {:?}: {}",
+                        "{what}: {:?}: {}{}{cause}",
                         t.kind(),
-                        t.message().unwrap_or("request failed")
+                        t.message().unwrap_or("request failed"),
+                        if cause.is_empty() { "" } else { ": " }
                     )));
                 }
             }

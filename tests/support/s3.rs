@@ -51,11 +51,24 @@ pub struct Moto {
     child: Child,
     pub port: u16,
     log: PathBuf,
+    /// With TLS: the CA that signed its certificate.
+    ca: Option<PathBuf>,
     _dir: tempfile::TempDir,
 }
 
 impl Moto {
     pub fn start() -> Moto {
+        Moto::start_with(None)
+    }
+
+    /// Serve HTTPS with `cert` and `key` (PEM), signed by the CA in `ca`.
+    pub fn start_tls(cert: &Path, key: &Path, ca: &Path) -> Moto {
+        let mut m = Moto::start_with(Some((cert, key)));
+        m.ca = Some(ca.to_path_buf());
+        m
+    }
+
+    fn start_with(tls: Option<(&Path, &Path)>) -> Moto {
         let exe = moto_server().expect("moto_server");
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join("moto.log");
@@ -65,8 +78,12 @@ impl Moto {
                 .map(|a| a.port())
                 .unwrap();
             let out = std::fs::File::create(&log).unwrap();
-            let child = Command::new(&exe)
-                .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            let mut command = Command::new(&exe);
+            command.args(["-H", "127.0.0.1", "-p", &port.to_string()]);
+            if let Some((cert, key)) = tls {
+                command.arg("-c").arg(cert).arg("-k").arg(key);
+            }
+            let child = command
                 .stdin(Stdio::null())
                 .stdout(out.try_clone().unwrap())
                 .stderr(out)
@@ -76,6 +93,7 @@ impl Moto {
                 child,
                 port,
                 log: log.clone(),
+                ca: None,
                 _dir: tempfile::tempdir().unwrap(),
             };
             let deadline = Instant::now() + Duration::from_secs(30);
@@ -83,11 +101,20 @@ impl Moto {
                 if let Ok(Some(_)) = moto.child.try_wait() {
                     break;
                 }
-                if ureq::get(&format!("{}/", moto.endpoint()))
-                    .timeout(Duration::from_secs(2))
-                    .call()
-                    .is_ok()
-                {
+                let up = if tls.is_some() {
+                    // Its certificate is not one ureq trusts: that it listens is enough.
+                    std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+                } else {
+                    ureq::get(&format!("{}/", moto.endpoint()))
+                        .timeout(Duration::from_secs(2))
+                        .call()
+                        .is_ok()
+                };
+                if up {
+                    if tls.is_some() {
+                        // Werkzeug's TLS listener takes a moment after the socket opens.
+                        std::thread::sleep(Duration::from_millis(500));
+                    }
                     moto._dir = dir;
                     return moto;
                 }
@@ -103,7 +130,8 @@ impl Moto {
     }
 
     pub fn endpoint(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        let scheme = if self.ca.is_some() { "https" } else { "http" };
+        format!("{scheme}://127.0.0.1:{}", self.port)
     }
 
     pub fn client(&self, bucket: &str) -> Client {
@@ -114,6 +142,7 @@ impl Moto {
                 bucket: bucket.into(),
                 path_style: true,
                 credentials: Some(rusty_s3::Credentials::new(KEY, SECRET)),
+                ca_bundle: self.ca.clone(),
             },
             None,
         )
