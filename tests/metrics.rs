@@ -159,6 +159,7 @@ fn node_exporter_serves_what_the_run_reported_and_a_refused_run_as_failed() {
         .find(|e| e.path().ends_with("current/link"))
         .expect("a tag")
         .into_path();
+    let tag_was = std::fs::read(&tag_link).unwrap();
     std::fs::write(&tag_link, b"not a digest").unwrap();
     let (refused, run) = gc_json(
         tree.path(),
@@ -185,6 +186,29 @@ fn node_exporter_serves_what_the_run_reported_and_a_refused_run_as_failed() {
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .collect();
     assert_eq!(names, vec!["regsweep-gc.prom".to_string()]);
+
+    // #25 item 6: a run that cannot even start (its config moved: exit 2) is a failed run to
+    // node_exporter too; the success of the night before must not stand.
+    std::fs::write(&tag_link, tag_was).unwrap();
+    let good = gc_json(tree.path(), &["--min-age", "0", "--metrics-file", prom_arg]).1;
+    assert_eq!(good.code, 0, "{}", good.stderr);
+    assert_eq!(
+        gc_metric(&exporter.scrape().unwrap(), "regsweep_last_run_success"),
+        1.0
+    );
+    let moved = tree.path().join("moved-config.yml");
+    let r = support::tree::run(&[
+        "gc",
+        "-q",
+        "--metrics-file",
+        prom_arg,
+        moved.to_str().unwrap(),
+    ]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    let m = exporter.scrape().unwrap();
+    assert_eq!(m.get("node_textfile_scrape_error"), Some(&0.0));
+    assert_eq!(gc_metric(&m, "regsweep_last_run_success"), 0.0);
+    assert_eq!(gc_metric(&m, "regsweep_runs_failed_total"), 1.0);
 
     // A metrics file that cannot be written stops the command before it starts.
     let r = support::tree::run(&[
