@@ -410,25 +410,48 @@ impl CacheArgs {
     }
 }
 
+impl HousekeepingArgs {
+    /// The collector's options: what the command decides, and the housekeeping flags every
+    /// command that collects shares.
+    fn gc_options(
+        &self,
+        dry_run: bool,
+        delete_untagged: bool,
+        min_age: Duration,
+        ignore_errors: bool,
+        wait: bool,
+        quiet: bool,
+    ) -> GcOptions {
+        GcOptions {
+            dry_run,
+            delete_untagged,
+            min_age,
+            ignore_errors,
+            wait_for_lock: wait,
+            progress: progress(quiet),
+            uploads_older_than: self.uploads_older_than.0,
+            empty_repositories: self.empty_repositories,
+            unreferenced: self.unreferenced(),
+            max_delete: self.max_delete,
+            cache: Default::default(),
+        }
+    }
+}
+
 impl GcArgs {
     pub fn common(&self) -> Common {
         self.common.common(&self.target, self.quiet, self.verbose)
     }
 
     pub fn options(&self) -> GcOptions {
-        GcOptions {
-            dry_run: self.dry_run,
-            delete_untagged: self.delete_untagged,
-            min_age: self.min_age,
-            ignore_errors: self.unsafe_ignore_errors,
-            wait_for_lock: self.wait,
-            progress: progress(self.quiet),
-            uploads_older_than: self.housekeeping.uploads_older_than.0,
-            empty_repositories: self.housekeeping.empty_repositories,
-            unreferenced: self.housekeeping.unreferenced(),
-            max_delete: self.housekeeping.max_delete,
-            cache: Default::default(),
-        }
+        self.housekeeping.gc_options(
+            self.dry_run,
+            self.delete_untagged,
+            self.min_age,
+            self.unsafe_ignore_errors,
+            self.wait,
+            self.quiet,
+        )
     }
 }
 
@@ -441,19 +464,16 @@ impl EditArgs {
         EditOptions {
             dry_run: self.dry_run,
             wait_for_lock: self.wait,
-            gc: self.gc.then(|| GcOptions {
-                dry_run: self.dry_run,
-                // Removing tags frees space only once their untagged manifests go.
-                delete_untagged: true,
-                min_age: self.min_age,
-                ignore_errors: false,
-                wait_for_lock: self.wait,
-                progress: progress(self.quiet),
-                uploads_older_than: self.housekeeping.uploads_older_than.0,
-                empty_repositories: self.housekeeping.empty_repositories,
-                unreferenced: self.housekeeping.unreferenced(),
-                max_delete: self.housekeeping.max_delete,
-                cache: Default::default(),
+            // Removing tags frees space only once their untagged manifests go: `-m`.
+            gc: self.gc.then(|| {
+                self.housekeeping.gc_options(
+                    self.dry_run,
+                    true,
+                    self.min_age,
+                    false,
+                    self.wait,
+                    self.quiet,
+                )
             }),
         }
     }
