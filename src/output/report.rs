@@ -172,16 +172,7 @@ impl GcReport {
                 s.restored_from_trash
             )?;
         }
-        if s.failed_deletions > 0 {
-            writeln!(
-                out,
-                "FAILED: {} deletions (listed on stderr)",
-                s.failed_deletions
-            )?;
-        }
-        if !self.warnings.is_empty() {
-            writeln!(out, "Warnings: {} (listed on stderr)", self.warnings.len())?;
-        }
+        write_failures(&mut out, s.failed_deletions, self.warnings.len())?;
         if verbose {
             self.write_items(&mut out, verb)?;
         }
@@ -312,16 +303,7 @@ impl EditReport {
             }
             writeln!(out, "{line}.")?;
         }
-        if s.failed_deletions > 0 {
-            writeln!(
-                out,
-                "FAILED: {} deletions (listed on stderr)",
-                s.failed_deletions
-            )?;
-        }
-        if !self.warnings.is_empty() {
-            writeln!(out, "Warnings: {} (listed on stderr)", self.warnings.len())?;
-        }
+        write_failures(&mut out, s.failed_deletions, self.warnings.len())?;
         match &self.gc {
             Some(gc) => {
                 writeln!(out)?;
@@ -338,6 +320,17 @@ impl EditReport {
         }
         Ok(())
     }
+}
+
+/// Deletions that failed and warnings, counted: each is listed on stderr.
+fn write_failures(out: &mut impl Write, failed: usize, warnings: usize) -> io::Result<()> {
+    if failed > 0 {
+        writeln!(out, "FAILED: {failed} deletions (listed on stderr)")?;
+    }
+    if warnings > 0 {
+        writeln!(out, "Warnings: {warnings} (listed on stderr)")?;
+    }
+    Ok(())
 }
 
 /// The registry cache's lines of a summary.
