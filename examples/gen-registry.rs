@@ -6,6 +6,7 @@
 //! With `--upload`, the tree written to DIR is also put into the bucket (created if missing;
 //! credentials from the AWS environment variables), so disk and bucket hold the same registry.
 
+use regsweep::storage::bucket::Bucket as _;
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -75,12 +76,12 @@ fn upload(url: &str, endpoint: Option<&str>, dir: &std::path::Path) -> Result<()
     let Backend::S3 { settings, prefix } = resolved.backend else {
         return Err("not an s3:// URL".into());
     };
-    let client =
-        regsweep::storage::s3_client::Client::new(*settings, None).map_err(|e| e.to_string())?;
+    let client = regsweep::storage::s3::Client::new(*settings, None).map_err(|e| e.to_string())?;
     // Already there is fine.
     let _ = client.create_bucket();
     let started = Instant::now();
-    let n = regsweep::storage::s3::load_tree(&client, &prefix, dir).map_err(|e| e.to_string())?;
+    let n =
+        regsweep::storage::object::load_tree(&client, &prefix, dir).map_err(|e| e.to_string())?;
     eprintln!(
         "gen-registry: {n} objects put into {url} in {:.1}s",
         started.elapsed().as_secs_f64()

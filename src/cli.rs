@@ -228,10 +228,11 @@ pub struct CommonArgs {
     #[arg(long, value_name = "PATH")]
     pub json: Option<PathBuf>,
 
-    /// With an s3:// target: the S3 endpoint (default: AWS_ENDPOINT_URL, else AWS's for the
-    /// region).
-    #[arg(long, value_name = "URL")]
-    pub s3_endpoint: Option<String>,
+    /// With an s3://, gs:// or azblob:// target: the service's endpoint (default for S3:
+    /// AWS_ENDPOINT_URL, else AWS's for the region; GCS: STORAGE_EMULATOR_HOST, else Google's;
+    /// Azure: the connection string's BlobEndpoint, else the account's).
+    #[arg(long, visible_alias = "s3-endpoint", value_name = "URL")]
+    pub endpoint: Option<String>,
 
     /// On object storage: send at most N requests a second (default: no limit).
     #[arg(long, value_name = "N")]
@@ -384,7 +385,7 @@ impl CommonArgs {
             target: target.to_path_buf(),
             jobs: self.jobs.map(|j| j as usize),
             json: self.json.clone(),
-            s3_endpoint: self.s3_endpoint.clone(),
+            endpoint: self.endpoint.clone(),
             max_requests_per_second: self.max_requests_per_second,
             cache_dir: self.cache_dir.clone(),
             metrics_file: self.metrics_file.clone(),

@@ -6,6 +6,7 @@
 
 mod support;
 
+use regsweep::storage::bucket::Bucket as _;
 use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::Stdio;
@@ -231,7 +232,7 @@ fn the_same_registry_on_disk_and_in_a_bucket_gives_the_same_deletion_sets() {
     let fixture = aged_copy("registry");
     let cache = tempfile::tempdir().unwrap();
     for (prefix, tree) in [("fixture", fixture.path()), ("synth", generated.path())] {
-        regsweep::storage::s3::load_tree(&client, prefix, tree).unwrap();
+        regsweep::storage::object::load_tree(&client, prefix, tree).unwrap();
         let url = format!("s3://same/{prefix}");
         for mode in [
             &["--min-age", "0"][..],
@@ -291,7 +292,7 @@ fn one_real_run_per_bucket_at_a_time() {
     let moto = Moto::start();
     let client = moto.create_bucket("locked");
     let fixture = aged_copy("registry");
-    regsweep::storage::s3::load_tree(&client, "reg", fixture.path()).unwrap();
+    regsweep::storage::object::load_tree(&client, "reg", fixture.path()).unwrap();
     let cache = tempfile::tempdir().unwrap();
     let lock = "reg/docker/registry/v2/.regsweep.lock";
     let far =
@@ -370,7 +371,7 @@ fn a_missing_live_manifest_in_the_bucket_refuses_and_names_its_key() {
     let moto = Moto::start();
     let client = moto.create_bucket("damaged");
     let fixture = aged_copy("registry");
-    regsweep::storage::s3::load_tree(&client, "reg", fixture.path()).unwrap();
+    regsweep::storage::object::load_tree(&client, "reg", fixture.path()).unwrap();
     // The manifest library/alpine:latest points at, gone from the blob store.
     let link = fixture
         .path()
@@ -437,7 +438,7 @@ fn pushes_reusing_dead_blobs_during_a_run_on_s3_are_never_broken() {
     let client = moto.create_bucket("busy");
     let generated = tempfile::tempdir().unwrap();
     regsweep::synth::generate(generated.path(), BUSY, 9).unwrap();
-    regsweep::storage::s3::load_tree(&client, "reg", generated.path()).unwrap();
+    regsweep::storage::object::load_tree(&client, "reg", generated.path()).unwrap();
     let server = Registry::start_s3(&moto.endpoint(), "busy", "/reg");
     let c = server.client();
     let etc = tempfile::tempdir().unwrap();

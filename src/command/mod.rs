@@ -57,7 +57,7 @@ pub struct Common {
     pub jobs: Option<usize>,
     /// Where the JSON report goes (`-` is stdout).
     pub json: Option<PathBuf>,
-    pub s3_endpoint: Option<String>,
+    pub endpoint: Option<String>,
     pub max_requests_per_second: Option<f64>,
     /// Where manifests read from object storage are cached (`off` for nowhere).
     pub cache_dir: Option<PathBuf>,

@@ -3,6 +3,7 @@
 //! target or an unwritable output stops the command with exit 2 and nothing touched.
 
 use std::path::Path;
+use std::sync::Arc;
 
 use super::finish::Sink;
 use super::{fail, usage_error, Common, DEFAULT_S3_JOBS, EXIT_FAILED, EXIT_USAGE};
@@ -10,9 +11,12 @@ use crate::config::{self, Backend, Resolved};
 use crate::error::{Error, Problem};
 use crate::gc::discover;
 use crate::output::metrics;
+use crate::storage::azure::Client as AzureClient;
+use crate::storage::bucket::Bucket;
+use crate::storage::gcs::Client as GcsClient;
 use crate::storage::manifest_cache::{self, ManifestCache};
-use crate::storage::s3::S3Storage;
-use crate::storage::s3_client::Client as S3Client;
+use crate::storage::object::ObjectStorage;
+use crate::storage::s3::Client as S3Client;
 use crate::storage::{FsStorage, Storage};
 
 /// A target opened for a command: its storage root and why, checked to be a registry.
@@ -74,7 +78,7 @@ fn open_inner<const N: usize>(
     outputs: [Option<&Path>; N],
 ) -> Result<(Opened, [Option<Sink>; N]), u8> {
     let target = common.target.as_path();
-    let resolved = config::resolve(target, common.s3_endpoint.as_deref()).map_err(|e| fail(&e))?;
+    let resolved = config::resolve(target, common.endpoint.as_deref()).map_err(|e| fail(&e))?;
     let object_storage = resolved.fs_root().is_none();
     set_jobs(common.jobs, object_storage)?;
     let to_stdout = outputs
@@ -152,17 +156,28 @@ fn open_storage(resolved: &Resolved, common: &Common) -> Result<Box<dyn Storage>
             }
             Ok(Box::new(storage))
         }
-        Backend::S3 { settings, prefix } => {
-            let name = format!("s3://{}/{prefix}", settings.bucket);
-            let client = S3Client::new((**settings).clone(), common.max_requests_per_second)
-                .map_err(|e| fail(&Error::target(&name, e.to_string())))?;
+        Backend::S3 { prefix, .. }
+        | Backend::Gcs { prefix, .. }
+        | Backend::Azure { prefix, .. } => {
+            let rate = common.max_requests_per_second;
+            let client: Result<Arc<dyn Bucket>, _> = match &resolved.backend {
+                Backend::S3 { settings, .. } => S3Client::new((**settings).clone(), rate)
+                    .map(|c| Arc::new(c) as Arc<dyn Bucket>),
+                Backend::Gcs { settings, .. } => GcsClient::new((**settings).clone(), rate)
+                    .map(|c| Arc::new(c) as Arc<dyn Bucket>),
+                Backend::Azure { settings, .. } => AzureClient::new((**settings).clone(), rate)
+                    .map(|c| Arc::new(c) as Arc<dyn Bucket>),
+                Backend::Fs(_) => unreachable!("matched above"),
+            };
+            let name = resolved.display_name();
+            let client = client.map_err(|e| fail(&Error::target(&name, e.to_string())))?;
             let cache_dir = match &common.cache_dir {
                 Some(dir) if dir == Path::new("off") => None,
                 Some(dir) => Some(dir.clone()),
                 None => manifest_cache::default_dir(),
             };
             let cache = cache_dir.map(|d| ManifestCache::new(d, manifest_cache::DEFAULT_MAX_BYTES));
-            let storage = S3Storage::open(client, prefix, cache).map_err(|e| {
+            let storage = ObjectStorage::open(client, prefix, cache).map_err(|e| {
                 // A bucket that is not there (or not ours) is a wrong target; any other
                 // listing that failed after its retries leaves nothing to plan with.
                 eprintln!("regsweep: error: {name}: cannot list the bucket: {e}");

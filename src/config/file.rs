@@ -160,8 +160,13 @@ fn from_config(
     let (name, params) = driver(storage).map_err(|m| Error::target(path, m))?;
     let mut warnings = config_warnings(storage);
     let cache = registry_cache(config, storage, &mut warnings);
-    if name == "s3" {
-        let (backend, source) = s3::from_config(path, &params, env)?;
+    let object_store = match name.as_str() {
+        "s3" => Some(s3::from_config(path, &params, env)?),
+        "gcs" => Some(super::gcs::from_config(path, &params, None, env)?),
+        "azure" => Some(super::azure::from_config(path, &params, None, env)?),
+        _ => None,
+    };
+    if let Some((backend, source)) = object_store {
         let overridden: Vec<&str> = applied
             .iter()
             .copied()
@@ -186,7 +191,7 @@ fn from_config(
         return Err(Error::target(
             path,
             format!(
-                "registry config uses storage driver {name}; regsweep collects filesystem and s3 storage"
+                "registry config uses storage driver {name}; regsweep collects filesystem, s3, gcs and azure storage"
             ),
         ));
     }

@@ -1,7 +1,8 @@
 //! Resolve what the administrator named on the command line to a storage root.
 //!
 //! A target is the storage root itself (the directory holding `docker/registry/v2`), a bucket
-//! and prefix (`s3://BUCKET/PREFIX`, endpoint from `--s3-endpoint` or `AWS_ENDPOINT_URL`), or
+//! and prefix (`s3://BUCKET/PREFIX`, endpoint from `--endpoint` or `AWS_ENDPOINT_URL`;
+//! `gs://BUCKET/PREFIX`, see [`gcs`]; `azblob://CONTAINER/PREFIX`, see [`azure`]), or
 //! the registry's own `config.yml`, read the way the registry reads it, so regsweep runs the way
 //! `registry garbage-collect <config>` does and collects the same tree:
 //! - `REGISTRY_<SECTION>_<KEY>...` environment variables override the file, applied in sorted
@@ -13,7 +14,10 @@
 //! - the filesystem driver's root is `rootdirectory`, `/var/lib/registry` when unset;
 //! - the s3 driver's `bucket`, `region`, `regionendpoint` (then path-style requests, as the
 //!   registry makes them), `forcepathstyle`, `secure`, `rootdirectory`, and `accesskey` /
-//!   `secretkey`, or else the standard AWS environment variables and profile files.
+//!   `secretkey`, or else the standard AWS environment variables and profile files;
+//! - the gcs driver's `bucket`, `keyfile` or `credentials`, `rootdirectory` ([`gcs`]);
+//! - the azure driver's `accountname`, `accountkey`, `container`, `realm`, `rootdirectory`
+//!   ([`azure`]).
 //!
 //! Only the `storage` and `redis` sections are overlaid: they are all regsweep reads.
 
@@ -21,7 +25,9 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
 
+pub mod azure;
 pub mod file;
+pub mod gcs;
 pub mod redis;
 pub mod s3;
 use redis::RegistryCache;
@@ -37,6 +43,16 @@ pub enum Backend {
     /// A bucket, and the registry's `rootdirectory` in it.
     S3 {
         settings: Box<s3::Settings>,
+        prefix: String,
+    },
+    /// A Google Cloud Storage bucket, and the registry's `rootdirectory` in it.
+    Gcs {
+        settings: Box<gcs::Settings>,
+        prefix: String,
+    },
+    /// An Azure Blob container, and the registry's `rootdirectory` in it.
+    Azure {
+        settings: Box<azure::Settings>,
         prefix: String,
     },
 }
@@ -57,29 +73,50 @@ pub struct Resolved {
 }
 
 impl Resolved {
+    /// The storage as an administrator names it: the root directory, or the object store's
+    /// URL with the registry's prefix.
+    pub fn display_name(&self) -> String {
+        match &self.backend {
+            Backend::Fs(root) => root.display().to_string(),
+            Backend::S3 { settings, prefix } => format!("s3://{}/{prefix}", settings.bucket),
+            Backend::Gcs { settings, prefix } => format!("gs://{}/{prefix}", settings.bucket),
+            Backend::Azure { settings, prefix } => {
+                format!("azblob://{}/{prefix}", settings.container)
+            }
+        }
+    }
+
     /// The storage root, for a filesystem target.
     pub fn fs_root(&self) -> Option<&Path> {
         match &self.backend {
             Backend::Fs(root) => Some(root),
-            Backend::S3 { .. } => None,
+            Backend::S3 { .. } | Backend::Gcs { .. } | Backend::Azure { .. } => None,
         }
     }
 }
 
 /// Resolve `target` with the process environment (overrides, AWS credentials).
-pub fn resolve(target: &Path, s3_endpoint: Option<&str>) -> Result<Resolved> {
-    resolve_with_env(target, s3_endpoint, std::env::vars())
+pub fn resolve(target: &Path, endpoint: Option<&str>) -> Result<Resolved> {
+    resolve_with_env(target, endpoint, std::env::vars())
 }
 
 /// Resolve `target` with the given environment (tests pass their own).
 pub fn resolve_with_env(
     target: &Path,
-    s3_endpoint: Option<&str>,
+    endpoint: Option<&str>,
     env: impl IntoIterator<Item = (String, String)>,
 ) -> Result<Resolved> {
     let env: Vec<(String, String)> = env.into_iter().collect();
-    if let Some(rest) = target.to_str().and_then(|t| t.strip_prefix("s3://")) {
-        return s3::from_url(target, rest, s3_endpoint, &env);
+    if let Some(text) = target.to_str() {
+        if let Some(rest) = text.strip_prefix("s3://") {
+            return s3::from_url(target, rest, endpoint, &env);
+        }
+        if let Some(rest) = text.strip_prefix("gs://") {
+            return gcs::from_url(target, rest, endpoint, &env);
+        }
+        if let Some(rest) = text.strip_prefix("azblob://") {
+            return azure::from_url(target, rest, endpoint, &env);
+        }
     }
     let meta = std::fs::metadata(target).map_err(|e| {
         if e.kind() == std::io::ErrorKind::NotFound {
@@ -305,7 +342,7 @@ mod tests {
             ),
             ("version: 0.1\nstorage:\n  cache: {}\n", "no storage configuration"),
             ("version: 0.1\nhttp: {}\n", "no `storage` section"),
-            ("version: 0.1\nstorage:\n  gcs:\n    bucket: b\n", "storage driver gcs"),
+            ("version: 0.1\nstorage:\n  swift:\n    container: b\n", "storage driver swift"),
             ("version: 0.1\nstorage:\n  s3:\n    region: eu-west-1\n", "bucket is not set"),
             ("\u{0}\u{1}not yaml: [", "neither a directory"),
             ("just a string", "not a YAML mapping"),

@@ -5,17 +5,24 @@
 //! path whatever holds the bytes. What differs between a disk and a bucket lives behind it,
 //! each backend in its own file:
 //! - [`fs`]: a local filesystem (getdents walks, atomic renames, a run lock with `flock`);
-//! - [`s3`]: S3 and what speaks its API (ranged listings held in memory, links resolved from
-//!   their ETags, batched deletes, a lock object);
+//! - [`object`]: object storage (listings held in memory, links resolved from their MD5s,
+//!   batched deletes, a lock object) over one [`bucket::Bucket`] per service: [`s3`] (and what
+//!   speaks its API), [`gcs`], [`azure`]; [`http`] is the transport they share;
 //! - [`hiding`]: a read-only view with some keys hidden, for dry runs of edits.
 
+pub mod azure;
+pub mod bucket;
 pub mod fs;
+pub mod gcs;
+mod gcs_token;
 pub mod hiding;
+pub mod http;
+mod listing;
 pub mod lock;
 pub mod manifest_cache;
+pub mod object;
+mod object_lock;
 pub mod s3;
-pub mod s3_client;
-mod s3_lock;
 
 pub use fs::FsStorage;
 pub use hiding::Hiding;

@@ -1,751 +1,485 @@
-//! A registry in S3 or anything that speaks its API, read the way object storage is fast.
-//!
-//! - The registry's keys are listed once, up front, without a delimiter: every key with its
-//!   size, time and ETag, 1,000 a page. Where the first page ends tells how large the bucket is
-//!   (hashes spread evenly over the blob shards); a large one has the rest of its key space
-//!   split at fixed points (blob shards, repository names), the ranges listed at once with
-//!   `start-after`. Each range ends in a partial page, so there are only as many ranges as
-//!   cost at most an eighth more pages than one sequential listing: a small bucket is listed
-//!   in sequence, a large one in parallel.
-//!   Directory listings and stats are then answered from memory; [`Storage::refresh`] lists a
-//!   prefix again before a later look.
-//! - A link object is written whole by one PUT, so its ETag is the MD5 of its content, and a
-//!   link can only hold a digest: a link whose ETag is the MD5 of the digest its key names (or,
-//!   for a tag's `current` link, of a digest some link's key names) is known without a GET.
-//!   An ETag that is not a plain MD5 (multipart, encrypted) proves nothing: the link is read.
-//! - Manifests are read through the local [`ManifestCache`]; a key the listing does not hold
-//!   is absent whatever the cache says.
-//! - Deletes go 1,000 keys a request (DeleteObjects). There is no rename: a move into the trash
-//!   is a server-side copy (CopyObject, at most 5 GiB an object) and the sources deleted in
-//!   batches. Killed between the two, both copies exist; the next run keeps the blob and drops
-//!   the trash copy.
-//! - The run lock is an object created with a conditional PUT (`If-None-Match: *`), holding
-//!   its holder and expiry.
+//! S3 and what speaks its API: list a key range, get, put (optionally only if absent), copy,
+//! delete up to 1,000 keys at once. Requests are signed by `rusty-s3` (sans-IO) and carried
+//! by the shared [`Transport`]; throttling (503 SlowDown), server errors and time-outs are
+//! retried there.
 
-use std::collections::{BTreeMap, HashMap};
 use std::io;
-use std::ops::Bound;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
-use md5::{Digest as _, Md5};
 use rayon::prelude::*;
+use rusty_s3::actions::{ListObjectsV2, ObjectIdentifier, S3Action};
+use rusty_s3::UrlStyle;
 
-use super::s3_client::{Client, Listed, DELETE_BATCH};
-use super::{too_large, Entry, Kind, LockGuard, Meta, Requests, Storage};
-use crate::error::Result;
-use crate::registry::digest::{Algorithm, Digest};
-use crate::registry::layout;
-use crate::storage::manifest_cache::ManifestCache;
+use super::bucket::{md5_from_hex, Bucket, Listed, Page};
+use super::http::{self, Op, Transport};
+use super::Requests;
+use crate::config::s3::Settings;
 
-/// What the listing said of one key.
-#[derive(Debug, Clone, Copy)]
-struct Object {
-    size: u64,
-    /// Seconds since the epoch.
-    modified: u64,
-    /// The ETag when it is a plain MD5 (32 hex digits).
-    md5: Option<[u8; 16]>,
+/// How long a signed request stays valid: it is sent at once (retries sign again).
+const SIGNED_FOR: Duration = Duration::from_secs(600);
+/// S3 deletes at most this many keys in one DeleteObjects request.
+const DELETE_BATCH: usize = 1000;
+/// The largest object one CopyObject copies; larger ones are copied part by part.
+const COPY_LIMIT: u64 = 5 << 30;
+/// The size of each part of a copy made part by part (a 50 GiB layer: 100 parts).
+const COPY_PART: u64 = 512 << 20;
+
+pub struct Client {
+    bucket: rusty_s3::Bucket,
+    settings: Settings,
+    transport: Transport,
 }
 
-impl Object {
-    fn of(l: &Listed) -> Object {
-        Object {
-            size: l.size,
-            modified: super::epoch_seconds(l.modified).max(0) as u64,
-            md5: parse_md5(&l.etag),
-        }
-    }
-
-    fn modified(&self) -> SystemTime {
-        SystemTime::UNIX_EPOCH + Duration::from_secs(self.modified)
-    }
+/// What a failed request says: an HTTP status with S3's error code.
+fn status_error(status: u16, body: &str, what: &str) -> io::Error {
+    let code = between(body, "<Code>", "</Code>").unwrap_or("");
+    let message = between(body, "<Message>", "</Message>").unwrap_or("");
+    io::Error::new(
+        http::kind_of(status),
+        format!("{what}: HTTP {status} {code} {message}")
+            .trim_end()
+            .to_string(),
+    )
 }
 
-fn parse_md5(etag: &str) -> Option<[u8; 16]> {
-    if etag.len() != 32 {
-        return None;
-    }
-    let mut out = [0u8; 16];
-    for (i, byte) in out.iter_mut().enumerate() {
-        *byte = u8::from_str_radix(etag.get(2 * i..2 * i + 2)?, 16).ok()?;
-    }
-    Some(out)
+fn between<'a>(s: &'a str, open: &str, close: &str) -> Option<&'a str> {
+    let start = s.find(open)? + open.len();
+    let end = s[start..].find(close)? + start;
+    Some(&s[start..end])
 }
 
-fn md5_of(content: &[u8]) -> [u8; 16] {
-    Md5::digest(content).into()
-}
-
-/// Where the rest of the key space is split after the first page, relative to
-/// `docker/registry/v2/`: the blob shards by their first hex digit, and repositories by the
-/// first letter of their names. Only points past the first page are used.
-const SPLITS: [&str; 22] = [
-    "blobs/sha256/1",
-    "blobs/sha256/2",
-    "blobs/sha256/3",
-    "blobs/sha256/4",
-    "blobs/sha256/5",
-    "blobs/sha256/6",
-    "blobs/sha256/7",
-    "blobs/sha256/8",
-    "blobs/sha256/9",
-    "blobs/sha256/a",
-    "blobs/sha256/b",
-    "blobs/sha256/c",
-    "blobs/sha256/d",
-    "blobs/sha256/e",
-    "blobs/sha256/f",
-    "blobs/sha257",
-    "repositories/",
-    "repositories/e",
-    "repositories/j",
-    "repositories/o",
-    "repositories/s",
-    "repositories/w",
-];
-
-/// How many pages a whole listing takes, judged from where its first page (1,000 keys) ended
-/// (`last`, relative to `docker/registry/v2/`): blob digests are spread evenly over the shards,
-/// and a registry holds about 2.5 keys (links, tags) per blob; repository names, less evenly,
-/// over their first letter.
-fn estimated_pages(last: &str) -> f64 {
-    if let Some(hex) = last.strip_prefix("blobs/sha256/") {
-        if let Some(covered) = hex.get(..2).and_then(|h| u8::from_str_radix(h, 16).ok()) {
-            return 2.5 * 256.0 / (f64::from(covered) + 1.0);
-        }
-    }
-    if let Some(name) = last.strip_prefix("repositories/") {
-        let rank = name
-            .chars()
-            .next()
-            .and_then(|c| "0123456789abcdefghijklmnopqrstuvwxyz".find(c.to_ascii_lowercase()));
-        if let Some(rank) = rank {
-            return 36.0 / (rank as f64 + 1.0);
-        }
-    }
-    1.0
-}
-
-/// At most `n` of the sorted `points`, spread evenly.
-fn spread(mut points: Vec<String>, n: usize) -> Vec<String> {
-    points.sort();
-    if n >= points.len() {
-        return points;
-    }
-    if n == 0 {
-        return Vec::new();
-    }
-    let step = points.len() as f64 / n as f64;
-    (0..n)
-        .map(|i| points[(i as f64 * step) as usize].clone())
-        .collect()
-}
-
-/// The largest key that sorts before `boundary` and before every key that starts with it:
-/// `start-after` of the range that begins at `boundary`.
-fn before(boundary: &str) -> String {
-    let mut s = boundary.to_string();
-    let last = s.pop().expect("boundaries are not empty");
-    s.push(char::from_u32(last as u32 - 1).unwrap_or(last));
-    s.push('\u{10FFFF}');
-    s
-}
-
-pub struct S3Storage {
-    client: Arc<Client>,
-    /// The registry's `rootdirectory` in the bucket, without slashes around it ("" for none).
-    prefix: String,
-    /// Every key below `docker/registry/v2/`, relative to the root (as layout builds them).
-    index: RwLock<BTreeMap<String, Object>>,
-    /// MD5 of `<alg>:<hex>` -> that content, for every digest a link's key names; built when a
-    /// tag's `current` link is first read, dropped on refresh.
-    link_contents: RwLock<Option<HashMap<[u8; 16], String>>>,
-    cache: Option<ManifestCache>,
-    cached: AtomicU64,
-}
-
-impl S3Storage {
-    /// List the registry under `prefix` in the bucket.
-    pub fn open(
-        client: Client,
-        prefix: &str,
-        cache: Option<ManifestCache>,
-    ) -> io::Result<S3Storage> {
-        let storage = S3Storage {
-            client: Arc::new(client),
-            prefix: prefix.trim_matches('/').to_string(),
-            index: RwLock::new(BTreeMap::new()),
-            link_contents: RwLock::new(None),
-            cache,
-            cached: AtomicU64::new(0),
-        };
-        storage.refresh(layout::V2)?;
-        Ok(storage)
-    }
-
-    fn full(&self, rel: &str) -> String {
-        match (self.prefix.is_empty(), rel.is_empty()) {
-            (true, _) => rel.to_string(),
-            (false, true) => self.prefix.clone(),
-            (false, false) => format!("{}/{rel}", self.prefix),
-        }
-    }
-
-    fn relative<'a>(&self, full: &'a str) -> Option<&'a str> {
-        if self.prefix.is_empty() {
-            Some(full)
+impl Client {
+    pub fn new(settings: Settings, max_requests_per_second: Option<f64>) -> io::Result<Client> {
+        let style = if settings.path_style {
+            UrlStyle::Path
         } else {
-            full.strip_prefix(&self.prefix)?.strip_prefix('/')
-        }
-    }
-
-    /// Every key under `rel_prefix` (a directory: `/` is added), listed as described in the
-    /// module documentation.
-    fn list_all(&self, rel_prefix: &str) -> io::Result<Vec<Listed>> {
-        let dir = format!("{}/", self.full(rel_prefix));
-        let first = self.client.list_page(&dir, None, None)?;
-        let mut all = first.objects;
-        let Some(token) = first.next else {
-            return Ok(all);
+            UrlStyle::VirtualHost
         };
-        let last = all.last().map(|l| l.key.clone()).unwrap_or_default();
-        let v2 = format!("{}/", self.full(layout::V2));
-        let candidates: Vec<String> = SPLITS
-            .iter()
-            .map(|s| format!("{v2}{s}"))
-            .filter(|p| p.starts_with(&dir) && *p > last)
-            .collect();
-        let ranges_allowed = (estimated_pages(last.strip_prefix(&v2).unwrap_or("")) / 8.0) as usize;
-        let points = spread(candidates, ranges_allowed);
-        // The first range continues the first listing; each other starts at its point.
-        let mut ranges: Vec<(Option<String>, Option<String>, Option<String>)> = Vec::new();
-        ranges.push((None, Some(token), points.first().cloned()));
-        for (i, p) in points.iter().enumerate() {
-            ranges.push((Some(before(p)), None, points.get(i + 1).cloned()));
-        }
-        let listed: Vec<io::Result<Vec<Listed>>> = ranges
-            .into_par_iter()
-            .map(|(start_after, token, end)| {
-                self.list_range(&dir, start_after, token, end.as_deref())
-            })
-            .collect();
-        for l in listed {
-            all.extend(l?);
-        }
-        Ok(all)
-    }
-
-    /// The keys under `dir` from `start_after` (or continuing `token`) up to, not including,
-    /// `end`.
-    fn list_range(
-        &self,
-        dir: &str,
-        mut start_after: Option<String>,
-        mut token: Option<String>,
-        end: Option<&str>,
-    ) -> io::Result<Vec<Listed>> {
-        let mut out = Vec::new();
-        loop {
-            let page = self
-                .client
-                .list_page(dir, start_after.as_deref(), token.as_deref())?;
-            let mut done = page.next.is_none();
-            for l in page.objects {
-                if end.is_some_and(|e| l.key.as_str() >= e) {
-                    done = true;
-                    break;
-                }
-                out.push(l);
-            }
-            if done {
-                return Ok(out);
-            }
-            token = page.next;
-            start_after = None;
-        }
-    }
-
-    /// The digest named by a link key's path (`.../<alg>/<hex>/link`), as link content.
-    fn path_link_content(key: &str) -> Option<String> {
-        let mut parts = key.rsplit('/');
-        let (link, hex, alg) = (parts.next()?, parts.next()?, parts.next()?);
-        (link == layout::LINK_FILE && Algorithm::from_name(alg).is_some())
-            .then(|| format!("{alg}:{hex}"))
-    }
-
-    /// The digest of the blob whose `data` this key is.
-    fn blob_digest(key: &str) -> Option<Digest> {
-        let rest = key.strip_prefix(layout::BLOBS)?.strip_prefix('/')?;
-        let mut parts = rest.split('/');
-        let (alg, _shard, hex, data) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
-        if data != layout::DATA_FILE || parts.next().is_some() {
-            return None;
-        }
-        Digest::from_parts(Algorithm::from_name(alg)?, hex).ok()
-    }
-
-    /// A link's content from its ETag alone, when the ETag proves it.
-    fn link_from_etag(&self, key: &str, obj: &Object) -> Option<String> {
-        let md5 = obj.md5?;
-        if let Some(content) = Self::path_link_content(key) {
-            if md5_of(content.as_bytes()) == md5 && obj.size == content.len() as u64 {
-                return Some(content);
-            }
-        }
-        // A tag's `current` (or any other) link: the digest of some link's key. The map is
-        // built once, by the first reader, under the write lock: every worker reads tag links
-        // at the same moment, and one map each would cost a copy per worker.
-        {
-            let known = self.link_contents.read().ok()?;
-            if let Some(map) = known.as_ref() {
-                return map
-                    .get(&md5)
-                    .filter(|c| c.len() as u64 == obj.size)
-                    .cloned();
-            }
-        }
-        let mut known = self.link_contents.write().ok()?;
-        if known.is_none() {
-            let index = self.index.read().ok()?;
-            *known = Some(
-                index
-                    .keys()
-                    .filter_map(|k| Self::path_link_content(k))
-                    .map(|c| (md5_of(c.as_bytes()), c))
-                    .collect(),
-            );
-        }
-        known
-            .as_ref()?
-            .get(&md5)
-            .filter(|c| c.len() as u64 == obj.size)
-            .cloned()
-    }
-
-    fn object(&self, key: &str) -> Option<Object> {
-        self.index.read().ok()?.get(key).copied()
-    }
-
-    /// Read a key's content: from its ETag for links, from the cache for manifests, else GET.
-    fn read(&self, key: &str, limit: u64, buf: &mut Vec<u8>) -> io::Result<Object> {
-        let Some(obj) = self.object(key) else {
-            return self.read_unlisted(key, limit, buf);
-        };
-        if key.ends_with(layout::LINK_FILE) {
-            if let Some(content) = self.link_from_etag(key, &obj) {
-                buf.clear();
-                buf.extend_from_slice(content.as_bytes());
-                return Ok(obj);
-            }
-        }
-        if obj.size > limit {
-            return Err(too_large(limit));
-        }
-        let digest = Self::blob_digest(key);
-        if let (Some(cache), Some(d)) = (&self.cache, &digest) {
-            if cache.get(d, buf) {
-                self.cached.fetch_add(1, Ordering::Relaxed);
-                return Ok(obj);
-            }
-        }
-        self.client.get(&self.full(key), limit, buf)?;
-        if let (Some(cache), Some(d)) = (&self.cache, &digest) {
-            cache.put(d, buf);
-        }
-        Ok(obj)
-    }
-
-    /// A blob's data the listing did not have: written since (a push during the run, whose
-    /// revision link a later look found). Read from the bucket; what is there is young by
-    /// definition, so it is dated now, and it joins the listing. Only blob data: links,
-    /// uploads and the rest are what the listing (refreshed by each look) says.
-    fn read_unlisted(&self, key: &str, limit: u64, buf: &mut Vec<u8>) -> io::Result<Object> {
-        if Self::blob_digest(key).is_none() {
-            return Err(io::Error::new(
-                io::ErrorKind::NotFound,
-                format!("{}: not in the bucket's listing", self.display(key)),
-            ));
-        }
-        self.client.get(&self.full(key), limit, buf)?;
-        let obj = Object {
-            size: buf.len() as u64,
-            modified: super::epoch_seconds(SystemTime::now()).max(0) as u64,
-            md5: None,
-        };
-        if let Ok(mut index) = self.index.write() {
-            index.entry(key.to_string()).or_insert(obj);
-        }
-        Ok(obj)
-    }
-
-    /// Keys at or below `key` (the key itself, then everything under `key/`).
-    fn tree(&self, key: &str) -> Vec<String> {
-        let Ok(index) = self.index.read() else {
-            return Vec::new();
-        };
-        let dir = if key.is_empty() {
-            String::new()
-        } else {
-            format!("{key}/")
-        };
-        let mut out: Vec<String> = index
-            .range::<str, _>((Bound::Included(dir.as_str()), Bound::Unbounded))
-            .take_while(|(k, _)| k.starts_with(&dir))
-            .map(|(k, _)| k.clone())
-            .collect();
-        if index.contains_key(key) {
-            out.push(key.to_string());
-        }
-        out
-    }
-
-    /// Delete keys (relative), 1,000 a request, the requests at once; drop the deleted ones from
-    /// the index. Returns the keys that could not be deleted, with why.
-    fn delete_keys(&self, keys: &[String]) -> HashMap<String, String> {
-        let failed: HashMap<String, String> = keys
-            .par_chunks(DELETE_BATCH)
-            .flat_map_iter(|batch| {
-                let full: Vec<String> = batch.iter().map(|k| self.full(k)).collect();
-                match self.client.delete_batch(&full) {
-                    Ok(errors) => {
-                        let by_key: HashMap<String, String> = errors.into_iter().collect();
-                        batch
-                            .iter()
-                            .zip(&full)
-                            .filter_map(|(k, f)| by_key.get(f).map(|e| (k.clone(), e.clone())))
-                            .collect::<Vec<_>>()
-                    }
-                    Err(e) => batch.iter().map(|k| (k.clone(), e.to_string())).collect(),
-                }
-            })
-            .collect();
-        if let Ok(mut index) = self.index.write() {
-            for k in keys {
-                if !failed.contains_key(k) {
-                    index.remove(k);
-                }
-            }
-        }
-        failed
-    }
-
-    fn dir_meta(&self, key: &str) -> Option<Meta> {
-        let index = self.index.read().ok()?;
-        let dir = format!("{key}/");
-        let mut newest = None;
-        // A directory's time is its newest entry's; a huge prefix is sampled (nothing reads
-        // the time of one).
-        for (_, o) in index
-            .range::<str, _>((Bound::Included(dir.as_str()), Bound::Unbounded))
-            .take_while(|(k, _)| k.starts_with(&dir))
-            .take(10_000)
-        {
-            newest = newest.max(Some(o.modified));
-        }
-        newest.map(|m| Meta {
-            kind: Kind::Dir,
-            len: 0,
-            modified: SystemTime::UNIX_EPOCH + Duration::from_secs(m),
+        let bucket = rusty_s3::Bucket::new(
+            settings.endpoint.clone(),
+            style,
+            settings.bucket.clone(),
+            settings.region.clone(),
+        )
+        .map_err(|e| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "bucket {:?} at {}: {e}",
+                    settings.bucket,
+                    crate::config::s3::redacted(&settings.endpoint)
+                ),
+            )
+        })?;
+        let transport = Transport::new(
+            settings.ca_bundle.as_deref(),
+            max_requests_per_second,
+            status_error,
+        )?;
+        Ok(Client {
+            bucket,
+            settings,
+            transport,
         })
     }
-}
 
-impl Storage for S3Storage {
-    fn list_dir(&self, key: &str) -> io::Result<Vec<Entry>> {
-        let mut out = Vec::new();
-        self.visit_dir(key, &mut |name, kind| {
-            out.push(Entry {
-                name: String::from_utf8_lossy(name).into_owned(),
-                kind,
-                utf8: true,
-            })
+    fn send(
+        &self,
+        op: Op,
+        what: &str,
+        build: impl Fn() -> (ureq::Request, Option<Vec<u8>>),
+    ) -> io::Result<ureq::Response> {
+        self.transport.send(op, what, build)
+    }
+
+    fn name(&self, key: &str) -> String {
+        format!("s3://{}/{key}", self.settings.bucket)
+    }
+
+    /// GET an object: its name for messages, and the response to read it from.
+    fn get_response(&self, key: &str) -> io::Result<(String, ureq::Response)> {
+        let what = self.name(key);
+        let creds = self.settings.credentials.as_ref();
+        let response = self.send(Op::Get, &what, || {
+            let action = self.bucket.get_object(creds, key);
+            (
+                self.transport.agent.get(action.sign(SIGNED_FOR).as_str()),
+                None,
+            )
         })?;
-        Ok(out)
+        Ok((what, response))
     }
 
-    fn visit_dir(&self, key: &str, f: &mut dyn FnMut(&[u8], Kind)) -> io::Result<()> {
-        let index = self
-            .index
-            .read()
-            .map_err(|_| io::Error::other("index poisoned"))?;
-        let dir = if key.is_empty() {
-            String::new()
-        } else {
-            format!("{key}/")
-        };
-        if index.contains_key(key) && !key.is_empty() {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                "is not a directory",
-            ));
-        }
-        let mut from = dir.clone();
-        let mut any = false;
-        while let Some((k, _)) = index
-            .range::<str, _>((Bound::Included(from.as_str()), Bound::Unbounded))
-            .next()
-        {
-            if !k.starts_with(&dir) {
-                break;
+    /// PUT with an optional condition; false when the server refused it on that condition.
+    fn put_if(&self, key: &str, body: &[u8], condition: Option<(&str, &str)>) -> io::Result<bool> {
+        let what = self.name(key);
+        let creds = self.settings.credentials.as_ref();
+        let result = self.send(Op::Put, &what, || {
+            let action = self.bucket.put_object(creds, key);
+            let mut request = self.transport.agent.put(action.sign(SIGNED_FOR).as_str());
+            if let Some((header, value)) = condition {
+                request = request.set(header, value);
             }
-            any = true;
-            let rest = &k[dir.len()..];
-            match rest.split_once('/') {
-                Some((child, _)) => {
-                    f(child.as_bytes(), Kind::Dir);
-                    // Skip the child's subtree: the next key after `<dir><child>/…`.
-                    from = format!("{dir}{child}0");
-                }
-                None => {
-                    f(rest.as_bytes(), Kind::File);
-                    from = format!("{k}\0");
-                }
-            }
-        }
-        if any {
-            Ok(())
-        } else {
-            Err(io::Error::new(io::ErrorKind::NotFound, "no such prefix"))
+            (request, Some(body.to_vec()))
+        });
+        match result {
+            Ok(_) => Ok(true),
+            Err(e) if condition.is_some() && http::precondition_failed(&e) => Ok(false),
+            Err(e) => Err(e),
         }
     }
 
-    fn stat(&self, key: &str) -> io::Result<Meta> {
-        if let Some(o) = self.object(key) {
-            return Ok(Meta {
-                kind: Kind::File,
-                len: o.size,
-                modified: o.modified(),
+    /// `x-amz-copy-source` for a key of this bucket.
+    fn copy_source(&self, from: &str) -> String {
+        format!("/{}/{}", self.settings.bucket, http::encode(from, true))
+    }
+
+    /// One CopyObject (at most [`COPY_LIMIT`] bytes).
+    fn copy_whole(&self, from: &str, to: &str, what: &str) -> io::Result<()> {
+        let creds = self.settings.credentials.as_ref();
+        let source = self.copy_source(from);
+        let response = self.send(Op::Put, what, || {
+            let mut action = self.bucket.put_object(creds, to);
+            // x-amz-* headers must be signed.
+            action
+                .headers_mut()
+                .insert("x-amz-copy-source", source.clone());
+            (
+                self.transport
+                    .agent
+                    .put(action.sign(SIGNED_FOR).as_str())
+                    .set("x-amz-copy-source", &source),
+                Some(Vec::new()),
+            )
+        })?;
+        // A copy can fail after its 200 status: the error is then in the body.
+        // A body that cannot be read is no proof of a copy: the source must then stay.
+        let body = response
+            .into_string()
+            .map_err(|e| io::Error::new(e.kind(), format!("{what}: unreadable answer: {e}")))?;
+        if !copied(&body, "CopyObjectResult") {
+            return Err(status_error(500, &body, what));
+        }
+        Ok(())
+    }
+
+    /// A copy larger than one CopyObject: a multipart upload whose parts are ranges of the
+    /// source (UploadPartCopy), completed only when every part was copied, else aborted.
+    fn copy_in_parts(&self, from: &str, to: &str, size: u64, what: &str) -> io::Result<()> {
+        let creds = self.settings.credentials.as_ref();
+        let response = self.send(Op::Put, what, || {
+            let action = self.bucket.create_multipart_upload(creds, to);
+            (
+                self.transport.agent.post(action.sign(SIGNED_FOR).as_str()),
+                Some(Vec::new()),
+            )
+        })?;
+        let body = response.into_string().unwrap_or_default();
+        let created =
+            rusty_s3::actions::CreateMultipartUpload::parse_response(&body).map_err(|e| {
+                io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("{what}: unreadable answer to starting a copy in parts: {e}"),
+                )
+            })?;
+        let upload_id = created.upload_id().to_string();
+        let part = copy_part_size();
+        let ranges: Vec<(u16, u64, u64)> = (0..size.div_ceil(part))
+            .map(|i| (i as u16 + 1, i * part, ((i + 1) * part).min(size) - 1))
+            .collect();
+        let source = self.copy_source(from);
+        let etags: io::Result<Vec<String>> = ranges
+            .par_iter()
+            .map(|&(number, first, last)| {
+                let range = format!("bytes={first}-{last}");
+                let response = self.send(Op::Put, what, || {
+                    let mut action = self.bucket.upload_part(creds, to, number, &upload_id);
+                    let headers = action.headers_mut();
+                    headers.insert("x-amz-copy-source", source.clone());
+                    headers.insert("x-amz-copy-source-range", range.clone());
+                    (
+                        self.transport
+                            .agent
+                            .put(action.sign(SIGNED_FOR).as_str())
+                            .set("x-amz-copy-source", &source)
+                            .set("x-amz-copy-source-range", &range),
+                        Some(Vec::new()),
+                    )
+                })?;
+                let body = response.into_string().map_err(|e| {
+                    io::Error::new(e.kind(), format!("{what}: unreadable answer: {e}"))
+                })?;
+                match between(&body, "<ETag>", "</ETag>") {
+                    Some(etag) if copied(&body, "CopyPartResult") => {
+                        Ok(etag.replace("&quot;", "\"").trim_matches('"').to_string())
+                    }
+                    _ => Err(status_error(500, &body, what)),
+                }
+            })
+            .collect();
+        let completed = etags.and_then(|etags| {
+            let response = self.send(Op::Put, what, || {
+                let action = self.bucket.complete_multipart_upload(
+                    creds,
+                    to,
+                    &upload_id,
+                    etags.iter().map(String::as_str),
+                );
+                let url = action.sign(SIGNED_FOR);
+                (
+                    self.transport.agent.post(url.as_str()),
+                    Some(action.body().into_bytes()),
+                )
+            })?;
+            let body = response
+                .into_string()
+                .map_err(|e| io::Error::new(e.kind(), format!("{what}: unreadable answer: {e}")))?;
+            if copied(&body, "CompleteMultipartUploadResult") {
+                Ok(())
+            } else {
+                Err(status_error(500, &body, what))
+            }
+        });
+        if completed.is_err() {
+            // No half copy left billing in the bucket.
+            let _ = self.send(Op::Delete, what, || {
+                let action = self.bucket.abort_multipart_upload(creds, to, &upload_id);
+                (
+                    self.transport
+                        .agent
+                        .delete(action.sign(SIGNED_FOR).as_str()),
+                    None,
+                )
             });
         }
-        self.dir_meta(key)
-            .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no such key"))
-    }
-
-    fn read_into(&self, key: &str, limit: u64, buf: &mut Vec<u8>) -> io::Result<Meta> {
-        let obj = self.read(key, limit, buf)?;
-        Ok(Meta {
-            kind: Kind::File,
-            len: obj.size,
-            modified: obj.modified(),
-        })
-    }
-
-    fn read_content(&self, key: &str, limit: u64, buf: &mut Vec<u8>) -> io::Result<()> {
-        self.read(key, limit, buf).map(|_| ())
-    }
-
-    fn remove_all(&self, key: &str) -> io::Result<()> {
-        self.remove_trees(&[key.to_string()])
-            .pop()
-            .unwrap_or(Ok(()))
-    }
-
-    fn remove_trees(&self, keys: &[String]) -> Vec<io::Result<()>> {
-        // Every object of every tree, deleted 1,000 a request, the requests at once.
-        let objects: Vec<(usize, String)> = keys
-            .iter()
-            .enumerate()
-            .flat_map(|(i, k)| self.tree(k).into_iter().map(move |o| (i, o)))
-            .collect();
-        let all: Vec<String> = objects.iter().map(|(_, k)| k.clone()).collect();
-        let failed = self.delete_keys(&all);
-        let mut results: Vec<io::Result<()>> = keys.iter().map(|_| Ok(())).collect();
-        for (i, k) in &objects {
-            if let Some(e) = failed.get(k) {
-                if results[*i].is_ok() {
-                    results[*i] = Err(io::Error::other(e.clone()));
-                }
-            }
-        }
-        results
-    }
-
-    fn remove_empty_dir(&self, key: &str) -> io::Result<bool> {
-        // A prefix with nothing under it is gone by itself.
-        Ok(self.tree(key).is_empty())
-    }
-
-    fn read_chunks(&self, key: &str, f: &mut dyn FnMut(&[u8])) -> io::Result<u64> {
-        if self.object(key).is_none() {
-            return Err(io::Error::new(
-                io::ErrorKind::NotFound,
-                "not in the listing",
-            ));
-        }
-        self.client.get_chunks(&self.full(key), f)
-    }
-
-    fn rename(&self, from: &str, to: &str) -> io::Result<()> {
-        self.rename_many(&[(from.to_string(), to.to_string())])
-            .pop()
-            .unwrap_or(Ok(()))
-    }
-
-    fn rename_many(&self, pairs: &[(String, String)]) -> Vec<io::Result<()>> {
-        // Copy every object of every pair at once; then delete the sources of the pairs whose
-        // copies all succeeded, 1,000 a request.
-        let copied: Vec<io::Result<Vec<(String, String, Object)>>> = pairs
-            .par_iter()
-            .map(|(from, to)| {
-                let objects = self.tree(from);
-                if objects.is_empty() {
-                    return Err(io::Error::new(io::ErrorKind::NotFound, "no such key"));
-                }
-                if !self.tree(to).is_empty() {
-                    return Err(io::Error::new(
-                        io::ErrorKind::AlreadyExists,
-                        format!("{} already exists", self.display(to)),
-                    ));
-                }
-                let mut moved = Vec::with_capacity(objects.len());
-                for key in objects {
-                    let obj = self
-                        .object(&key)
-                        .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no such key"))?;
-                    let dest = format!("{to}{}", &key[from.len()..]);
-                    self.client.copy(&self.full(&key), &self.full(&dest))?;
-                    moved.push((key, dest, obj));
-                }
-                Ok(moved)
-            })
-            .collect();
-        let sources: Vec<String> = copied
-            .iter()
-            .flatten()
-            .flat_map(|m| m.iter().map(|(k, _, _)| k.clone()))
-            .collect();
-        let failed: HashMap<String, String> = self.delete_keys(&sources);
-        let now = super::epoch_seconds(SystemTime::now()).max(0) as u64;
-        let mut index = match self.index.write() {
-            Ok(index) => index,
-            Err(_) => {
-                return pairs
-                    .iter()
-                    .map(|_| Err(io::Error::other("index poisoned")))
-                    .collect()
-            }
-        };
-        copied
-            .into_iter()
-            .map(|r| {
-                let moved = r?;
-                for (key, dest, obj) in &moved {
-                    index.insert(
-                        dest.clone(),
-                        Object {
-                            modified: now,
-                            ..*obj
-                        },
-                    );
-                    if let Some(e) = failed.get(key) {
-                        return Err(io::Error::other(format!(
-                            "copied to the trash, but the original could not be deleted: {e}"
-                        )));
-                    }
-                    index.remove(key);
-                }
-                Ok(())
-            })
-            .collect()
-    }
-
-    fn remove_in_place(&self, keys: &[String]) -> Vec<io::Result<()>> {
-        self.remove_trees(keys)
-    }
-
-    fn refresh(&self, prefix: &str) -> io::Result<()> {
-        let listed = self.list_all(prefix)?;
-        let dir = format!("{prefix}/");
-        let mut fresh: BTreeMap<String, Object> = BTreeMap::new();
-        for l in &listed {
-            if let Some(rel) = self.relative(&l.key) {
-                fresh.insert(rel.to_string(), Object::of(l));
-            }
-        }
-        let mut index = self
-            .index
-            .write()
-            .map_err(|_| io::Error::other("index poisoned"))?;
-        index.retain(|k, _| !k.starts_with(&dir));
-        index.extend(fresh);
-        if let Ok(mut known) = self.link_contents.write() {
-            *known = None;
-        }
-        Ok(())
-    }
-
-    fn write_atomic(&self, key: &str, content: &[u8]) -> io::Result<()> {
-        // One PUT replaces an object whole.
-        self.client.put(&self.full(key), content, false)?;
-        if let Ok(mut index) = self.index.write() {
-            let now = super::epoch_seconds(SystemTime::now()).max(0) as u64;
-            index.insert(
-                key.to_string(),
-                Object {
-                    size: content.len() as u64,
-                    modified: now,
-                    md5: Some(md5_of(content)),
-                },
-            );
-        }
-        Ok(())
-    }
-
-    fn lock(&self, wait: bool) -> Result<LockGuard> {
-        super::s3_lock::ObjectLock::acquire(self.client.clone(), self.full(layout::LOCK_FILE), wait)
-            .map(LockGuard::new)
-    }
-
-    fn requests(&self) -> Option<Requests> {
-        let mut r = self.client.requests();
-        r.cached = self.cached.load(Ordering::Relaxed);
-        Some(r)
-    }
-
-    fn display(&self, key: &str) -> String {
-        let full = self.full(key);
-        format!("s3://{}/{full}", self.client.bucket_name())
+        completed
     }
 }
 
-/// Put every file of a local registry tree (the directory holding `docker/registry/v2`) into
-/// the bucket under `prefix`, in parallel: how the generator and the tests load the same
-/// registry into a bucket. Returns how many objects were written.
-pub fn load_tree(client: &Client, prefix: &str, root: &std::path::Path) -> io::Result<usize> {
-    fn walk(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) -> io::Result<()> {
-        for e in std::fs::read_dir(dir)? {
-            let e = e?;
-            let t = e.file_type()?;
-            if t.is_dir() {
-                walk(&e.path(), out)?;
-            } else if t.is_file() {
-                out.push(e.path());
-            }
-        }
-        Ok(())
+/// The size above which a copy goes part by part: S3's limit, lowered by
+/// `REGSWEEP_TEST_COPY_LIMIT` in the test build so that a test need not move 5 GiB.
+fn copy_limit() -> u64 {
+    #[cfg(feature = "test-hooks")]
+    if let Some(limit) = std::env::var("REGSWEEP_TEST_COPY_LIMIT")
+        .ok()
+        .and_then(|l| l.parse().ok())
+    {
+        return limit;
     }
-    let mut files = Vec::new();
-    walk(&root.join(layout::V2), &mut files)?;
-    let prefix = prefix.trim_matches('/');
-    files
-        .par_iter()
-        .map(|path| {
-            let rel = path
-                .strip_prefix(root)
-                .map_err(|e| io::Error::other(e.to_string()))?
-                .to_string_lossy()
-                .into_owned();
-            let key = if prefix.is_empty() {
-                rel
-            } else {
-                format!("{prefix}/{rel}")
-            };
-            client.put(&key, &std::fs::read(path)?, false).map(|_| ())
+    COPY_LIMIT
+}
+
+/// Each part of a copy in parts; S3's smallest part (5 MiB) in the test build's lowered mode.
+fn copy_part_size() -> u64 {
+    if copy_limit() < COPY_LIMIT {
+        5 << 20
+    } else {
+        COPY_PART
+    }
+}
+
+impl Bucket for Client {
+    fn url(&self) -> String {
+        format!("s3://{}", self.settings.bucket)
+    }
+
+    fn page_size(&self) -> usize {
+        1000
+    }
+
+    fn lists_from_a_key(&self) -> bool {
+        true
+    }
+
+    fn list_page(
+        &self,
+        prefix: &str,
+        start_after: Option<&str>,
+        token: Option<&str>,
+    ) -> io::Result<Page> {
+        let what = self.name(prefix);
+        let creds = self.settings.credentials.as_ref();
+        let response = self.send(Op::List, &what, || {
+            let mut action = ListObjectsV2::new(&self.bucket, creds);
+            action.with_prefix(prefix);
+            if let Some(s) = start_after {
+                action.with_start_after(s);
+            }
+            if let Some(t) = token {
+                action.with_continuation_token(t);
+            }
+            (
+                self.transport.agent.get(action.sign(SIGNED_FOR).as_str()),
+                None,
+            )
+        })?;
+        let body = response
+            .into_string()
+            .map_err(|e| io::Error::new(e.kind(), format!("{what}: {e}")))?;
+        let parsed = ListObjectsV2::parse_response(&body).map_err(|e| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("{what}: unreadable listing: {e}"),
+            )
+        })?;
+        let mut objects = Vec::with_capacity(parsed.contents.len());
+        for c in parsed.contents {
+            // encoding-type=url: keys come percent-encoded.
+            let key = percent_decode(&c.key);
+            let modified = http::listed_time(c.last_modified.as_deref());
+            let etag = c.etag.unwrap_or_default();
+            objects.push(Listed {
+                key,
+                size: c.size.unwrap_or(0),
+                modified,
+                md5: md5_from_hex(etag.trim_matches('"')),
+            });
+        }
+        Ok(Page {
+            objects,
+            next: parsed.next_continuation_token,
         })
-        .collect::<io::Result<Vec<()>>>()
-        .map(|v| v.len())
+    }
+
+    fn get_versioned(&self, key: &str, limit: u64, buf: &mut Vec<u8>) -> io::Result<String> {
+        let (what, response) = self.get_response(key)?;
+        let etag = response.header("ETag").unwrap_or_default().to_string();
+        http::read_body(response, limit, buf, &what)?;
+        Ok(etag)
+    }
+
+    fn get_chunks(&self, key: &str, f: &mut dyn FnMut(&[u8])) -> io::Result<u64> {
+        let (what, response) = self.get_response(key)?;
+        http::stream_body(response, &what, f)
+    }
+
+    fn put(&self, key: &str, body: &[u8], only_if_absent: bool) -> io::Result<bool> {
+        self.put_if(key, body, only_if_absent.then_some(("If-None-Match", "*")))
+    }
+
+    fn put_if_match(&self, key: &str, body: &[u8], etag: &str) -> io::Result<bool> {
+        self.put_if(key, body, Some(("If-Match", etag)))
+    }
+
+    fn copy(&self, from: &str, to: &str, size: u64) -> io::Result<()> {
+        let what = format!("{} -> {}", self.name(from), self.name(to));
+        if size > copy_limit() {
+            self.copy_in_parts(from, to, size, &what)
+        } else {
+            self.copy_whole(from, to, &what)
+        }
+    }
+
+    fn delete(&self, key: &str) -> io::Result<()> {
+        let what = self.name(key);
+        let creds = self.settings.credentials.as_ref();
+        self.send(Op::Delete, &what, || {
+            let action = self.bucket.delete_object(creds, key);
+            (
+                self.transport
+                    .agent
+                    .delete(action.sign(SIGNED_FOR).as_str()),
+                None,
+            )
+        })
+        .map(|_| ())
+    }
+
+    fn delete_batch_size(&self) -> usize {
+        DELETE_BATCH
+    }
+
+    fn delete_batch(&self, keys: &[String]) -> io::Result<Vec<(String, String)>> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let what = format!("{} ({} keys)", self.name(&keys[0]), keys.len());
+        let creds = self.settings.credentials.as_ref();
+        let ids: Vec<ObjectIdentifier> = keys
+            .iter()
+            .map(|k| ObjectIdentifier::new(k.clone()))
+            .collect();
+        let response = self.send(Op::Delete, &what, || {
+            let mut action = self.bucket.delete_objects(creds, ids.iter());
+            action.set_quiet(true);
+            let url = action.sign(SIGNED_FOR);
+            let (body, md5) = action.body_with_md5();
+            (
+                self.transport
+                    .agent
+                    .post(url.as_str())
+                    .set("Content-MD5", &md5)
+                    .set("Content-Type", "application/xml"),
+                Some(body.into_bytes()),
+            )
+        })?;
+        let body = response.into_string().unwrap_or_default();
+        let parsed = rusty_s3::actions::DeleteObjectsResponse::parse(&body).map_err(|e| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("{what}: unreadable answer: {e}"),
+            )
+        })?;
+        Ok(parsed
+            .errors
+            .into_iter()
+            .map(|e| (percent_decode(&e.key), format!("{} {}", e.code, e.message)))
+            .collect())
+    }
+
+    fn requests(&self) -> Requests {
+        self.transport.requests()
+    }
+
+    fn create_bucket(&self) -> io::Result<()> {
+        let what = format!("s3://{}", self.settings.bucket);
+        let Some(creds) = self.settings.credentials.as_ref() else {
+            return Err(io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                format!("{what}: creating a bucket needs credentials"),
+            ));
+        };
+        self.send(Op::Put, &what, || {
+            let action = self.bucket.create_bucket(creds);
+            (
+                self.transport.agent.put(action.sign(SIGNED_FOR).as_str()),
+                Some(Vec::new()),
+            )
+        })
+        .map(|_| ())
+    }
+}
+
+/// Whether a copy's 200 answer says the copy was made: S3 can answer 200 and put an
+/// `<Error>` in the body, and anything that is not the expected result proves nothing.
+fn copied(body: &str, result: &str) -> bool {
+    !body.contains("<Error>") && body.contains(result)
+}
+
+/// Decode `%XX` escapes (listings ask for `encoding-type=url`).
+fn percent_decode(s: &str) -> String {
+    if !s.contains('%') && !s.contains('+') {
+        return s.to_string();
+    }
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' if i + 2 < bytes.len() => match u8::from_str_radix(&s[i + 1..i + 3], 16) {
+                Ok(b) => {
+                    out.push(b);
+                    i += 3;
+                    continue;
+                }
+                Err(_) => out.push(b'%'),
+            },
+            b'+' => out.push(b' '),
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 #[cfg(test)]
@@ -753,44 +487,41 @@ mod tests {
     use super::*;
 
     #[test]
-    fn start_after_points_sort_between_ranges() {
-        let b = before("blobs/sha256/1");
-        assert!(b.as_str() > "blobs/sha256/0fff/data");
-        assert!(b.as_str() < "blobs/sha256/1");
-        let b = before("repositories/");
-        assert!(b.as_str() > "repositories.x" && b.as_str() < "repositories/a");
+    fn a_copy_is_made_only_when_the_answer_says_so() {
+        // #22: a 200 with an <Error> body was taken as a copy, and its source deleted.
+        assert!(copied(
+            "<?xml version=\"1.0\"?><CopyObjectResult><ETag>\"x\"</ETag></CopyObjectResult>",
+            "CopyObjectResult"
+        ));
+        assert!(!copied(
+            "<?xml version=\"1.0\"?><Error><Code>InternalError</Code></Error>",
+            "CopyObjectResult"
+        ));
+        assert!(!copied("", "CopyObjectResult"));
     }
 
     #[test]
-    fn small_buckets_list_in_sequence_and_large_ones_split() {
-        // A first page that ended in shard 3f covered a quarter of the blobs: about 10 pages.
-        assert!((estimated_pages("blobs/sha256/3f/abc/data") - 10.0).abs() < 0.1);
-        // Ended past the blobs, among the repositories: a small registry.
-        assert!(estimated_pages("repositories/x/_layers/sha256/ab/link") < 2.0);
-        assert!(estimated_pages("blobs/sha256/00/a/data") > 600.0);
-        let points: Vec<String> = SPLITS.iter().map(|s| s.to_string()).collect();
-        assert_eq!(spread(points.clone(), 0), Vec::<String>::new());
-        assert_eq!(spread(points.clone(), 100).len(), SPLITS.len());
-        let four = spread(points, 4);
-        assert_eq!(four.len(), 4);
-        assert!(four.windows(2).all(|w| w[0] < w[1]));
+    fn percent_decoding() {
+        assert_eq!(percent_decode("a/b%2Fc+d%20e"), "a/b/c d e");
+        assert_eq!(percent_decode("plain/key"), "plain/key");
+        assert_eq!(percent_decode("bad%zz"), "bad%zz");
+        assert_eq!(percent_decode("end%4"), "end%4");
     }
 
     #[test]
-    fn link_content_from_a_key() {
-        let hex = "ab".repeat(32);
-        let key = format!("docker/registry/v2/repositories/a/_layers/sha256/{hex}/link");
-        assert_eq!(
-            S3Storage::path_link_content(&key),
-            Some(format!("sha256:{hex}"))
+    fn errors_say_the_status_and_code_but_no_url() {
+        let e = status_error(
+            503,
+            "<Error><Code>SlowDown</Code><Message>Reduce your rate</Message></Error>",
+            "s3://b/k",
         );
-        assert_eq!(S3Storage::path_link_content("a/tags/v1/current/link"), None);
-        let data = format!("docker/registry/v2/blobs/sha256/ab/{hex}/data");
         assert_eq!(
-            S3Storage::blob_digest(&data).unwrap().to_string(),
-            format!("sha256:{hex}")
+            e.to_string(),
+            "s3://b/k: HTTP 503 SlowDown Reduce your rate"
         );
-        assert!(parse_md5("d41d8cd98f00b204e9800998ecf8427e").is_some());
-        assert!(parse_md5("d41d8cd98f00b204e9800998ecf8427e-2").is_none());
+        assert_eq!(
+            status_error(404, "", "s3://b/k").kind(),
+            io::ErrorKind::NotFound
+        );
     }
 }

@@ -1,6 +1,7 @@
 //! Shared helpers for the integration and end-to-end tests.
 #![allow(dead_code)]
 
+pub mod emulators;
 pub mod images;
 pub mod pause;
 pub mod pull;

@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 
 use regsweep::config::s3::Settings;
 use regsweep::registry::digest::Digest;
-use regsweep::storage::s3_client::Client;
+use regsweep::storage::bucket::Bucket as _;
+use regsweep::storage::s3::Client;
 
 /// moto accepts any credentials; these are what the tests sign with.
 pub use super::registry::{S3_KEY as KEY, S3_SECRET as SECRET};

@@ -6,17 +6,17 @@ use std::io;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use super::s3_client::Client;
+use super::bucket::Bucket;
 use crate::error::{Error, Result};
 
 /// How long a lock object holds when its holder never removes it (killed): then the next run
 /// may take it. Longer than any run should take.
 const LOCK_TTL: Duration = Duration::from_secs(24 * 3600);
 
-/// The run lock on object storage: an object created only if absent (`If-None-Match: *`),
-/// removed when dropped.
+/// The run lock on object storage: an object created only if absent (S3 and Azure
+/// `If-None-Match: *`, GCS `ifGenerationMatch=0`), removed when dropped.
 pub(super) struct ObjectLock {
-    client: Arc<Client>,
+    client: Arc<dyn Bucket>,
     key: String,
 }
 
@@ -28,8 +28,8 @@ struct LockBody {
 }
 
 impl ObjectLock {
-    pub(super) fn acquire(client: Arc<Client>, key: String, wait: bool) -> Result<ObjectLock> {
-        let name = format!("s3://{}/{key}", client.bucket_name());
+    pub(super) fn acquire(client: Arc<dyn Bucket>, key: String, wait: bool) -> Result<ObjectLock> {
+        let name = format!("{}/{key}", client.url());
         let now = SystemTime::now();
         let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
             .map(|h| h.trim().to_string())
@@ -56,7 +56,7 @@ impl ObjectLock {
                 return Ok(lock);
             }
             let mut held = Vec::new();
-            let (holder, etag) = match client.get_with_etag(&key, 4096, &mut held) {
+            let (holder, etag) = match client.get_versioned(&key, 4096, &mut held) {
                 Ok(etag) => (serde_json::from_slice::<LockBody>(&held).ok(), etag),
                 // Released meanwhile: try again.
                 Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
@@ -115,7 +115,7 @@ impl ObjectLock {
         // removes it).
         let _ = self.client.put(&self.key, body, false);
         Err(
-            "this server ignores If-None-Match (a second conditional create succeeded), so \
+            "this server ignores conditional writes (a second create-if-absent succeeded), so \
              two runs could both hold the lock; refusing a real run here"
                 .into(),
         )

@@ -1,0 +1,328 @@
+//! Google Cloud Storage and Azure Blob, against their emulators started here (fake-gcs-server
+//! and Azurite). Debian's registry has neither driver, so the real registry writes its tree on
+//! disk, the test uploads it key by key, regsweep collects the bucket, and the bucket is
+//! downloaded back and served by the real registry: every live tag pulls. What holds on disk
+//! must hold in each store: the same deletion sets, dry runs that send no write (as the
+//! server's own access log counts them), request counts near the floor, one run at a time.
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::time::Duration;
+
+use regsweep::gc::report::GcReport;
+use regsweep::registry::digest::Digest;
+use regsweep::storage::object::load_tree;
+use regsweep::synth::Preset;
+use support::emulators::{available, download_tree, Emulator, Store};
+use support::pull::{check_scenario_after_gc, peers};
+use support::registry::Registry;
+use support::scenario;
+use support::tree::{aged_copy, blobs_on_disk, regsweep};
+
+const STORES: [Store; 2] = [Store::Gcs, Store::Azure];
+
+const SMALL: Preset = Preset {
+    name: "object-small",
+    repositories: 6,
+    tags: 4,
+    layers: 3,
+};
+
+struct Ran {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+/// regsweep against the emulator, with its own manifest cache.
+fn run(emulator: &Emulator, cache: &Path, args: &[&str]) -> Ran {
+    let mut cmd = regsweep();
+    cmd.args(args).arg("--cache-dir").arg(cache);
+    for var in [
+        "STORAGE_EMULATOR_HOST",
+        "AZURE_STORAGE_CONNECTION_STRING",
+        "GOOGLE_APPLICATION_CREDENTIALS",
+    ] {
+        cmd.env_remove(var);
+    }
+    for (k, v) in emulator.env() {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().expect("run regsweep");
+    Ran {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+fn report(r: &Ran) -> GcReport {
+    serde_json::from_str(&r.stdout)
+        .unwrap_or_else(|e| panic!("bad JSON ({e}): {}\n{}", r.stdout, r.stderr))
+}
+
+fn deleted(r: &GcReport) -> BTreeSet<Digest> {
+    r.deleted.blobs.iter().map(|b| b.digest.clone()).collect()
+}
+
+/// The blob digests with a `data` object under `prefix` in the bucket.
+fn blobs_in(emulator: &Emulator, bucket: &str, prefix: &str) -> BTreeSet<Digest> {
+    let dir = tempfile::tempdir().unwrap();
+    download_tree(emulator.client(bucket).as_ref(), prefix, dir.path());
+    blobs_on_disk(dir.path())
+}
+
+#[test]
+fn the_same_registry_on_disk_and_in_each_store_gives_the_same_deletion_sets() {
+    for store in STORES {
+        if !available(store) {
+            continue;
+        }
+        let emulator = Emulator::start(store);
+        let client = emulator.create_bucket("same");
+        let generated = tempfile::tempdir().unwrap();
+        regsweep::synth::generate(generated.path(), SMALL, 3).unwrap();
+        let fixture = aged_copy("registry");
+        let cache = tempfile::tempdir().unwrap();
+        for (prefix, tree) in [("fixture", fixture.path()), ("synth", generated.path())] {
+            load_tree(client.as_ref(), prefix, tree).unwrap();
+            let url = format!("{}://same/{prefix}", emulator.scheme());
+            let before = emulator.requests();
+            for mode in [
+                &["--min-age", "0"][..],
+                &[
+                    "--min-age",
+                    "0",
+                    "-m",
+                    "--empty-repositories",
+                    "--uploads-older-than",
+                    "1s",
+                ],
+            ] {
+                let mut args = vec!["gc", "-d", "--json", "-"];
+                args.extend_from_slice(mode);
+                let mut disk_args = args.clone();
+                disk_args.push(tree.to_str().unwrap());
+                let disk = support::tree::run(&disk_args);
+                assert_eq!(disk.code, 0, "{}", disk.stderr);
+                let disk: GcReport = serde_json::from_str(&disk.stdout).unwrap();
+                args.push(&url);
+                let bucket = run(&emulator, cache.path(), &args);
+                assert_eq!(
+                    bucket.code, 0,
+                    "{store:?} {prefix} {mode:?}: {}",
+                    bucket.stderr
+                );
+                let bucket = report(&bucket);
+                assert!(
+                    !disk.deleted.blobs.is_empty(),
+                    "{prefix}: nothing to compare"
+                );
+                let what = format!("{store:?} {prefix} {mode:?}");
+                assert_eq!(bucket.deleted.blobs, disk.deleted.blobs, "{what}");
+                assert_eq!(bucket.deleted.manifests, disk.deleted.manifests, "{what}");
+                assert_eq!(
+                    bucket.deleted.layer_links, disk.deleted.layer_links,
+                    "{what}"
+                );
+                assert_eq!(bucket.deleted.shards, disk.deleted.shards, "{what}");
+                assert_eq!(
+                    bucket.deleted.repositories, disk.deleted.repositories,
+                    "{what}"
+                );
+                let uuids = |r: &GcReport| {
+                    r.deleted
+                        .uploads
+                        .iter()
+                        .map(|u| u.uuid.clone())
+                        .collect::<Vec<_>>()
+                };
+                assert_eq!(uuids(&bucket), uuids(&disk), "{what}");
+                assert_eq!(
+                    bucket.summary.census.live_blobs,
+                    disk.summary.census.live_blobs
+                );
+                assert!(bucket
+                    .root
+                    .starts_with(&format!("{}://same/", emulator.scheme())));
+            }
+            assert_eq!(
+                emulator.writes_since(&before),
+                0,
+                "{store:?}: a dry run wrote: {:?}",
+                emulator.requests()
+            );
+        }
+
+        // The floor of a dry run: the listing's pages and one GET per manifest (and per
+        // upload's `startedat`). A second run reads the manifests from the cache.
+        let fresh = tempfile::tempdir().unwrap();
+        let before = emulator.requests();
+        let url = format!("{}://same/synth", emulator.scheme());
+        let args = [
+            "gc",
+            "-d",
+            "-m",
+            "--min-age",
+            "0",
+            "--json",
+            "-",
+            url.as_str(),
+        ];
+        let first = report(&run(&emulator, fresh.path(), &args));
+        let second = report(&run(&emulator, fresh.path(), &args));
+        let (r1, r2) = (first.requests.unwrap(), second.requests.unwrap());
+        let keys = generated_keys(generated.path());
+        // Both list 5,000 keys a page.
+        let pages = keys.div_ceil(5000) as u64;
+        let manifests = first.summary.census.manifests as u64;
+        let uploads = first.summary.census.uploads as u64;
+        let floor = pages + manifests + uploads;
+        eprintln!("{store:?}: {keys} keys, dry run {r1:?}, floor {floor}; with the cache {r2:?}");
+        assert!(
+            (r1.total() as f64) <= 1.2 * floor as f64,
+            "{store:?}: {r1:?} against a floor of {floor}"
+        );
+        assert_eq!(
+            r2.get, uploads,
+            "{store:?}: manifests not from the cache: {r2:?}"
+        );
+        assert_eq!(r2.list, r1.list);
+        assert_eq!(
+            emulator.writes_since(&before),
+            0,
+            "{store:?}: a dry run wrote"
+        );
+    }
+}
+
+/// How many files a registry tree holds (each is one key in a bucket).
+fn generated_keys(root: &Path) -> usize {
+    fn walk(dir: &Path) -> usize {
+        std::fs::read_dir(dir)
+            .unwrap()
+            .flatten()
+            .map(|e| {
+                if e.file_type().unwrap().is_dir() {
+                    walk(&e.path())
+                } else {
+                    1
+                }
+            })
+            .sum()
+    }
+    walk(&root.join("docker/registry/v2"))
+}
+
+#[test]
+fn a_tree_the_real_registry_wrote_is_collected_in_each_store_and_still_pulls() {
+    if !peers() {
+        return;
+    }
+    for store in STORES {
+        if !available(store) {
+            continue;
+        }
+        let emulator = Emulator::start(store);
+        let root = tempfile::tempdir().unwrap();
+        let mut server = Registry::start(root.path());
+        let e = scenario::standard(&server.client());
+        server.stop();
+        let client = emulator.create_bucket("registry");
+        load_tree(client.as_ref(), "reg", root.path()).unwrap();
+        let url = format!("{}://registry/reg", emulator.scheme());
+        let cache = tempfile::tempdir().unwrap();
+
+        let dry = run(
+            &emulator,
+            cache.path(),
+            &["gc", "-d", "-m", "--min-age", "0", "--json", "-", &url],
+        );
+        assert_eq!(dry.code, 0, "{store:?}: {}", dry.stderr);
+        assert_eq!(deleted(&report(&dry)), e.dead_blobs(true), "{store:?}");
+
+        // One real run at a time: a held lock refuses a second real run.
+        let lock = "reg/docker/registry/v2/.regsweep.lock";
+        let far = humantime::format_rfc3339_seconds(
+            std::time::SystemTime::now() + Duration::from_secs(3600),
+        );
+        let body = format!(r#"{{"holder":"another run","since":"{far}","expires":"{far}"}}"#);
+        assert!(client.put(lock, body.as_bytes(), true).unwrap());
+        assert!(
+            !client.put(lock, b"x", true).unwrap(),
+            "{store:?} ignores the condition"
+        );
+        let refused = run(&emulator, cache.path(), &["gc", "--min-age", "0", &url]);
+        assert_eq!(refused.code, 1, "{store:?}: {}", refused.stderr);
+        assert!(refused.stderr.contains("another run"), "{}", refused.stderr);
+        client.delete(lock).unwrap();
+
+        // Older than the run's own start, so that no later look takes them for a push.
+        std::thread::sleep(Duration::from_secs(3));
+        let blobs_before = blobs_in(&emulator, "registry", "reg");
+        let before = emulator.log().len();
+        let real = run(
+            &emulator,
+            cache.path(),
+            &["gc", "-m", "--min-age", "0", "--json", "-", &url],
+        );
+        assert_eq!(real.code, 0, "{store:?}: {}", real.stderr);
+        let real = report(&real);
+        // The server logs each call of a batch as well as the batch: the calls that came as
+        // requests of their own are checked against the report, and the batches bound the
+        // deletes.
+        let seen = emulator.log().split_off(before);
+        let batches = seen
+            .iter()
+            .filter(|(m, p)| m == "POST" && p.contains("batch"))
+            .count();
+        let deletes = seen.iter().filter(|(m, _)| m == "DELETE").count();
+        let others = seen.len() - batches - deletes;
+        let gone: BTreeSet<Digest> = blobs_before
+            .difference(&blobs_in(&emulator, "registry", "reg"))
+            .cloned()
+            .collect();
+        assert_eq!(
+            gone,
+            e.dead_blobs(true),
+            "{store:?}: {:?} {:?}",
+            real.summary,
+            real.requests
+        );
+        assert_eq!(deleted(&real), gone);
+        let requests = real.requests.unwrap();
+        eprintln!(
+            "{store:?}: real gc -m: {requests:?}; the server saw {others} requests besides \
+             deletes, {batches} batches, {deletes} deletes; {} bytes copied into the trash",
+            real.summary.deleted_bytes
+        );
+        assert_eq!(
+            (requests.list + requests.get + requests.head + requests.put) as usize,
+            others,
+            "{store:?}: the report's count"
+        );
+        assert!(
+            requests.delete as usize >= batches && requests.delete as usize <= batches + deletes
+        );
+        assert!(batches >= 1, "{store:?}: deletes were not batched");
+
+        // Served back from disk by the real registry: every live tag pulls, every platform.
+        let back = tempfile::tempdir().unwrap();
+        download_tree(client.as_ref(), "reg", back.path());
+        let server = Registry::start(back.path());
+        check_scenario_after_gc(&server, &e, true);
+        drop(server);
+
+        let again = run(
+            &emulator,
+            cache.path(),
+            &["gc", "-m", "--min-age", "0", "--json", "-", &url],
+        );
+        assert_eq!(again.code, 0, "{store:?}: {}", again.stderr);
+        let again = report(&again);
+        assert!(deleted(&again).is_empty() && again.deleted.manifests.is_empty());
+        assert!(again.deleted.layer_links.is_empty());
+    }
+}
