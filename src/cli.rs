@@ -228,9 +228,10 @@ pub struct CommonArgs {
     #[arg(long, value_name = "PATH")]
     pub json: Option<PathBuf>,
 
-    /// With an s3://, gs:// or azblob:// target: the service's endpoint (default for S3:
-    /// AWS_ENDPOINT_URL, else AWS's for the region; GCS: STORAGE_EMULATOR_HOST, else Google's;
-    /// Azure: the connection string's BlobEndpoint, else the account's).
+    /// With an s3://, gs:// or azblob:// target, or a gcs or azure config: the service's
+    /// endpoint (default for S3: AWS_ENDPOINT_URL, else AWS's for the region; GCS:
+    /// STORAGE_EMULATOR_HOST, else Google's; Azure: the connection string's BlobEndpoint, else
+    /// the account's in its realm).
     #[arg(long, visible_alias = "s3-endpoint", value_name = "URL")]
     pub endpoint: Option<String>,
 

@@ -277,14 +277,14 @@ fn bad_targets_exit_2_and_touch_nothing() {
     let not_registry = dir.path().join("plain");
     std::fs::create_dir(&not_registry).unwrap();
     std::fs::write(not_registry.join("notes.txt"), b"not a registry").unwrap();
-    // A driver regsweep does not read (filesystem and s3 it does).
-    let gcs = dir.path().join("gcs.yml");
-    std::fs::write(&gcs, "version: 0.1\nstorage:\n  gcs:\n    bucket: b\n").unwrap();
+    // A driver regsweep does not read (filesystem, s3, gcs and azure it does).
+    let gcs = dir.path().join("swift.yml");
+    std::fs::write(&gcs, "version: 0.1\nstorage:\n  swift:\n    container: b\n").unwrap();
     let missing = dir.path().join("missing");
     for (target, needle) in [
         (missing.as_path(), "no such file"),
         (not_registry.as_path(), "not a registry"),
-        (gcs.as_path(), "gcs"),
+        (gcs.as_path(), "swift"),
         (Path::new("/"), "not a registry"),
     ] {
         let before = snapshot(dir.path());

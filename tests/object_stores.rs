@@ -326,3 +326,197 @@ fn a_tree_the_real_registry_wrote_is_collected_in_each_store_and_still_pulls() {
         assert!(again.deleted.layer_links.is_empty());
     }
 }
+
+/// A token endpoint for the test: checks each service-account assertion it is sent (RS256
+/// with the key's public half, the claims Google's token endpoint checks) and answers a
+/// token. Returns its URL and how many assertions it accepted.
+fn token_server(
+    public_der: Vec<u8>,
+    email: &'static str,
+) -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use base64::Engine as _;
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/token", listener.local_addr().unwrap());
+    let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = accepted.clone();
+    let aud = url.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let mut stream = stream.unwrap();
+            let mut buf = vec![0u8; 16384];
+            let mut got = Vec::new();
+            loop {
+                let n = stream.read(&mut buf).unwrap();
+                got.extend_from_slice(&buf[..n]);
+                let text = String::from_utf8_lossy(&got);
+                if let Some(head_end) = text.find("\r\n\r\n") {
+                    let length: usize = text[..head_end]
+                        .lines()
+                        .find_map(|l| {
+                            l.to_ascii_lowercase()
+                                .strip_prefix("content-length:")
+                                .map(|v| v.trim().parse().unwrap())
+                        })
+                        .unwrap_or(0);
+                    if got.len() >= head_end + 4 + length || n == 0 {
+                        break;
+                    }
+                }
+            }
+            let text = String::from_utf8_lossy(&got).into_owned();
+            let body = text.split("\r\n\r\n").nth(1).unwrap_or("");
+            let form: std::collections::HashMap<String, String> =
+                url::form_urlencoded::parse(body.as_bytes())
+                    .into_owned()
+                    .collect();
+            let jwt = form.get("assertion").cloned().unwrap_or_default();
+            let parts: Vec<&str> = jwt.split('.').collect();
+            let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+            let ok = parts.len() == 3
+                && form.get("grant_type").map(String::as_str)
+                    == Some("urn:ietf:params:oauth:grant-type:jwt-bearer")
+                && ring::signature::UnparsedPublicKey::new(
+                    &ring::signature::RSA_PKCS1_2048_8192_SHA256,
+                    &public_der,
+                )
+                .verify(
+                    format!("{}.{}", parts[0], parts[1]).as_bytes(),
+                    &b64.decode(parts[2]).unwrap_or_default(),
+                )
+                .is_ok()
+                && {
+                    let claims: serde_json::Value =
+                        serde_json::from_slice(&b64.decode(parts[1]).unwrap()).unwrap();
+                    claims["iss"] == email
+                        && claims["aud"] == aud.as_str()
+                        && claims["scope"]
+                            .as_str()
+                            .unwrap()
+                            .contains("devstorage.read_write")
+                };
+            let answer = if ok {
+                count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                (
+                    "200 OK",
+                    r#"{"access_token":"test-token","expires_in":3600}"#,
+                )
+            } else {
+                ("400 Bad Request", r#"{"error":"invalid_grant"}"#)
+            };
+            let _ = write!(
+                stream,
+                "HTTP/1.1 {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{}",
+                answer.0,
+                answer.1.len(),
+                answer.1
+            );
+        }
+    });
+    (url, accepted)
+}
+
+#[test]
+fn the_registrys_gcs_and_azure_configs_with_their_keys() {
+    for store in STORES {
+        if !available(store) {
+            continue;
+        }
+        let emulator = Emulator::start(store);
+        let client = emulator.create_bucket("cfg");
+        let fixture = aged_copy("registry");
+        load_tree(client.as_ref(), "reg", fixture.path()).unwrap();
+        let etc = tempfile::tempdir().unwrap();
+        let config = etc.path().join("config.yml");
+        let mut accepted = None;
+        let driver = match store {
+            Store::Gcs => {
+                // A service account's key, as the Cloud console writes it; the token comes
+                // from the key's own token_uri, here a server that checks the assertion.
+                let key = etc.path().join("key.pem");
+                let der = etc.path().join("public.der");
+                let openssl = |args: &[&str]| {
+                    let s = std::process::Command::new("openssl").args(args).status();
+                    assert!(s.is_ok_and(|s| s.success()), "openssl {args:?}");
+                };
+                openssl(&["genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048", "-out", key.to_str().unwrap()]);
+                openssl(&["rsa", "-in", key.to_str().unwrap(), "-RSAPublicKey_out", "-outform", "DER", "-out", der.to_str().unwrap()]);
+                let email = "regsweep@test-project.iam.gserviceaccount.com";
+                let (token_uri, count) = token_server(std::fs::read(&der).unwrap(), email);
+                accepted = Some(count);
+                let keyfile = etc.path().join("sa.json");
+                std::fs::write(
+                    &keyfile,
+                    serde_json::json!({
+                        "type": "service_account",
+                        "project_id": "test-project",
+                        "private_key_id": "k1",
+                        "private_key": std::fs::read_to_string(&key).unwrap(),
+                        "client_email": email,
+                        "token_uri": token_uri,
+                    })
+                    .to_string(),
+                )
+                .unwrap();
+                format!(
+                    "gcs:\n    bucket: not-this-one\n    keyfile: {}\n    rootdirectory: /reg\n",
+                    keyfile.display()
+                )
+            }
+            Store::Azure => format!(
+                "azure:\n    accountname: {}\n    accountkey: {}\n    container: not-this-one\n    rootdirectory: /reg\n",
+                support::emulators::AZURITE_ACCOUNT,
+                support::emulators::AZURITE_KEY
+            ),
+        };
+        std::fs::write(&config, format!("version: 0.1\nstorage:\n  {driver}")).unwrap();
+        // The registry's own override names the bucket or container, as it would for the
+        // registry; the endpoint is the emulator's (the configs name none).
+        let (var, name) = match store {
+            Store::Gcs => ("REGISTRY_STORAGE_GCS_BUCKET", "cfg"),
+            Store::Azure => ("REGISTRY_STORAGE_AZURE_CONTAINER", "cfg"),
+        };
+        let cache = tempfile::tempdir().unwrap();
+        let out = regsweep()
+            .args(["gc", "-d", "--min-age", "0", "--json", "-", "--cache-dir"])
+            .arg(cache.path())
+            .arg("--endpoint")
+            .arg(emulator.endpoint())
+            .arg(&config)
+            .env(var, name)
+            .env_remove("STORAGE_EMULATOR_HOST")
+            .env_remove("AZURE_STORAGE_CONNECTION_STRING")
+            .env_remove("GOOGLE_APPLICATION_CREDENTIALS")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{store:?}: {stderr}");
+        let r: GcReport = serde_json::from_slice(&out.stdout).unwrap();
+        let disk = support::tree::run(&[
+            "gc",
+            "-d",
+            "--min-age",
+            "0",
+            "--json",
+            "-",
+            fixture.path().to_str().unwrap(),
+        ]);
+        let disk: GcReport = serde_json::from_str(&disk.stdout).unwrap();
+        assert_eq!(r.deleted.blobs, disk.deleted.blobs, "{store:?}");
+        assert!(
+            r.root
+                .starts_with(&format!("{}://cfg/reg", emulator.scheme())),
+            "{}",
+            r.root
+        );
+        assert!(r.root_source.contains(var), "{}", r.root_source);
+        // No secret is said.
+        assert!(
+            !stderr.contains("PRIVATE KEY") && !stderr.contains(support::emulators::AZURITE_KEY)
+        );
+        if let Some(count) = accepted {
+            // One token for the whole run, from a valid assertion.
+            assert_eq!(count.load(std::sync::atomic::Ordering::SeqCst), 1);
+        }
+    }
+}

@@ -506,3 +506,106 @@ fn pushes_reusing_dead_blobs_during_a_run_on_s3_are_never_broken() {
         }
     }
 }
+
+#[test]
+fn blobs_above_the_copy_limit_and_abandoned_multipart_uploads_are_collected() {
+    if !s3::available() {
+        return;
+    }
+    let moto = Moto::start();
+    let client = moto.create_bucket("big");
+    let fixture = aged_copy("registry");
+    regsweep::storage::object::load_tree(&client, "reg", fixture.path()).unwrap();
+    // A dead layer larger than one copy may move. The test build lowers S3's 5 GiB limit to
+    // 8 MiB (REGSWEEP_TEST_COPY_LIMIT) so that 12 MiB goes part by part: 5 + 5 + 2 MiB.
+    let big: Vec<u8> = (0..12u32 << 20).map(|i| (i % 251) as u8).collect();
+    let digest = Digest::of(regsweep::registry::digest::Algorithm::Sha256, &big);
+    let hex = digest.hex().to_string();
+    let data = format!(
+        "reg/docker/registry/v2/blobs/sha256/{}/{hex}/data",
+        &hex[..2]
+    );
+    assert!(client.put(&data, &big, false).unwrap());
+    // The copy in parts is byte for byte the original (a blob put back from the trash is it).
+    std::env::set_var("REGSWEEP_TEST_COPY_LIMIT", (8u64 << 20).to_string());
+    client.copy(&data, "probe/copy", big.len() as u64).unwrap();
+    std::env::remove_var("REGSWEEP_TEST_COPY_LIMIT");
+    let mut copied = Vec::new();
+    client.get("probe/copy", 1 << 30, &mut copied).unwrap();
+    assert!(copied == big, "the copy in parts differs");
+    client.delete("probe/copy").unwrap();
+    // Two uploads whose data the registry's s3 driver left as multipart uploads: one whose
+    // directory the registry already purged, begun long enough ago, and one begun just
+    // before the run (which must survive and complete).
+    let uploads = "reg/docker/registry/v2/repositories/team/app/_uploads";
+    let old_key = format!("{uploads}/0b1d6e0e-0000-4000-8000-000000000001/data");
+    let (old_id, _) = s3::begin_multipart(&moto, "big", &old_key, b"abandoned bytes");
+    std::thread::sleep(Duration::from_secs(8));
+    let young_key = format!("{uploads}/0b1d6e0e-0000-4000-8000-000000000002/data");
+    let (young_id, young_etag) = s3::begin_multipart(&moto, "big", &young_key, b"in flight");
+
+    let cache = tempfile::tempdir().unwrap();
+    let args = [
+        "gc",
+        "--min-age",
+        "0",
+        "--uploads-older-than",
+        "6s",
+        "--json",
+        "-",
+        "s3://big/reg",
+    ];
+    let mut dry_args = args.to_vec();
+    dry_args.insert(1, "-d");
+    let before = moto.requests();
+    let dry = run_cmd(s3_cmd(&moto, cache.path(), &dry_args));
+    assert_eq!(dry.code, 0, "{}", dry.stderr);
+    assert_eq!(moto.writes_since(&before), 0, "the dry run wrote");
+    let dry_json: serde_json::Value = serde_json::from_str(&dry.stdout).unwrap();
+    // The fixture's own abandoned upload directory, and the old multipart upload.
+    let planned = dry_json["deleted"]["uploads"].as_array().unwrap();
+    assert_eq!(planned.len(), 2, "{planned:?}");
+    let old = planned
+        .iter()
+        .find(|u| u["uuid"] == "0b1d6e0e-0000-4000-8000-000000000001")
+        .unwrap_or_else(|| panic!("the old upload is not planned: {planned:?}"));
+    assert_eq!(old["multipart"][0]["upload_id"], old_id.as_str());
+    assert_eq!(
+        old["multipart"][0]["key"],
+        old_key.strip_prefix("reg/").unwrap()
+    );
+    assert!(deleted(&gc_report(&dry)).contains(&digest));
+
+    let lines_before = s3::request_lines(&moto).len();
+    let mut real = s3_cmd(&moto, cache.path(), &args);
+    real.env("REGSWEEP_TEST_COPY_LIMIT", (8u64 << 20).to_string());
+    let real = run_cmd(real);
+    assert_eq!(real.code, 0, "{}", real.stderr);
+    let report = gc_report(&real);
+    assert!(deleted(&report).contains(&digest));
+    assert!(!blobs_in(&client, "reg").contains(&digest));
+    let seen = s3::request_lines(&moto).split_off(lines_before);
+    let part_copies = seen
+        .iter()
+        .filter(|l| l.starts_with("PUT ") && l.contains("partNumber="))
+        .count();
+    assert_eq!(part_copies, 3, "UploadPartCopy requests: {seen:#?}");
+    assert_eq!(report.deleted.uploads.len(), 2);
+    let aborted: Vec<&str> = report
+        .deleted
+        .uploads
+        .iter()
+        .flat_map(|u| u.multipart.iter().map(|m| m.upload_id.as_str()))
+        .collect();
+    assert_eq!(aborted, [old_id.as_str()]);
+    assert!(
+        seen.iter()
+            .any(|l| l.starts_with("DELETE ") && l.contains(&format!("uploadId={old_id}"))),
+        "no abort: {seen:#?}"
+    );
+    // The young one was left alone: it completes, and its data is there.
+    s3::complete_multipart(&moto, "big", &young_key, &young_id, &young_etag);
+    let mut got = Vec::new();
+    client.get(&young_key, 1 << 20, &mut got).unwrap();
+    assert_eq!(got, b"in flight");
+}

@@ -20,7 +20,13 @@ const SECTIONS: [&str; 2] = ["STORAGE", "REDIS"];
 const NOT_DRIVERS: [&str; 5] = ["cache", "maintenance", "delete", "redirect", "tag"];
 
 /// Read the config file at `target`, the environment's overrides applied.
-pub(super) fn read(target: &Path, env: &[(String, String)]) -> Result<Resolved> {
+/// `endpoint` is `--endpoint`: the GCS and Azure drivers' configs name no endpoint of their
+/// own (an emulator or a private endpoint is reached through it).
+pub(super) fn read(
+    target: &Path,
+    endpoint: Option<&str>,
+    env: &[(String, String)],
+) -> Result<Resolved> {
     let text = std::fs::read_to_string(target).map_err(|e| Error::io(target, e))?;
     let mut config: Value = serde_norway::from_str(&text).map_err(|e| {
         Error::target(
@@ -57,7 +63,7 @@ pub(super) fn read(target: &Path, env: &[(String, String)]) -> Result<Resolved> 
         overlay(&mut config, &path, payload);
         applied.push(name.as_str());
     }
-    from_config(target, &config, &applied, env)
+    from_config(target, &config, &applied, endpoint, env)
 }
 
 /// A parameter as the registry reads it: a string, or a YAML scalar of another type.
@@ -153,6 +159,7 @@ fn from_config(
     path: &Path,
     config: &Value,
     applied: &[&str],
+    endpoint: Option<&str>,
     env: &[(String, String)],
 ) -> Result<Resolved> {
     let file = path.display();
@@ -162,8 +169,8 @@ fn from_config(
     let cache = registry_cache(config, storage, &mut warnings);
     let object_store = match name.as_str() {
         "s3" => Some(s3::from_config(path, &params, env)?),
-        "gcs" => Some(super::gcs::from_config(path, &params, None, env)?),
-        "azure" => Some(super::azure::from_config(path, &params, None, env)?),
+        "gcs" => Some(super::gcs::from_config(path, &params, endpoint, env)?),
+        "azure" => Some(super::azure::from_config(path, &params, endpoint, env)?),
         _ => None,
     };
     if let Some((backend, source)) = object_store {

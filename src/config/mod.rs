@@ -133,7 +133,7 @@ pub fn resolve_with_env(
             cache: RegistryCache::Unknown,
         });
     }
-    file::read(target, &env)
+    file::read(target, endpoint, &env)
 }
 
 pub(crate) fn var<'a>(env: &'a [(String, String)], name: &str) -> Option<&'a str> {

@@ -22,7 +22,7 @@ use crate::gc::discover::{BlobIndex, BlobState, Repository};
 use crate::gc::mark::{LiveSet, RepoMark};
 use crate::registry::digest::{Algorithm, Digest};
 use crate::registry::layout;
-use crate::storage::epoch_seconds;
+use crate::storage::{epoch_seconds, PendingUpload};
 
 /// In a dry run: what would be deleted. After a real sweep: what was deleted.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -155,6 +155,9 @@ pub struct UploadDeletion {
     pub size: u64,
     /// When it began (RFC 3339): `startedat`, or the newest modification time in it.
     pub started: String,
+    /// Its incomplete multipart uploads (S3), each by key and upload id: aborted with it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub multipart: Vec<PendingUpload>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -338,6 +341,7 @@ pub fn plan_repository(repo: &Repository, rmark: &RepoMark, options: Options) ->
                     uuid: u.uuid.clone(),
                     size: u.size,
                     started: humantime::format_rfc3339_seconds(u.age_from()).to_string(),
+                    multipart: u.multipart.clone(),
                 });
             }
         }

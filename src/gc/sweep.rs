@@ -35,7 +35,7 @@ use crate::gc::plan::{
 };
 use crate::gc::report::{lap, Timings};
 use crate::registry::layout;
-use crate::storage::Storage;
+use crate::storage::{PendingUpload, Storage};
 
 /// Evicts the registry's cache entries for blobs and (repository, digest) links about to go.
 pub type Evict<'a> = dyn Fn(&[Digest], &[(String, Digest)]) -> Result<(), String> + 'a;
@@ -493,6 +493,28 @@ fn housekeeping(
     let (uploads, failed) = remove_each(storage, &abandoned, done, |u| {
         layout::upload_dir(&u.repository, &u.uuid)
     });
+    // Their data the store keeps outside the listing goes with them: an upload counts as
+    // removed once every part of it is.
+    let pending: Vec<PendingUpload> = uploads.iter().flat_map(|u| u.multipart.clone()).collect();
+    let aborted = storage.abort_uploads(&pending);
+    let mut not_aborted = HashSet::new();
+    for (p, result) in pending.iter().zip(aborted) {
+        if let Err(e) = result {
+            not_aborted.insert(p.upload_id.clone());
+            outcome.failures.push(Problem::new(
+                storage.display(&p.key),
+                format!("cannot abort the multipart upload {}: {e}", p.upload_id),
+            ));
+        }
+    }
+    let uploads = uploads
+        .into_iter()
+        .filter(|u| {
+            !u.multipart
+                .iter()
+                .any(|p| not_aborted.contains(&p.upload_id))
+        })
+        .collect();
     outcome.uploads = uploads;
     outcome.uploads.sort();
     outcome.failures.extend(failed);

@@ -232,6 +232,13 @@ impl GcReport {
                 bytes(u.size),
                 u.started
             )?;
+            for m in &u.multipart {
+                writeln!(
+                    out,
+                    "              multipart upload {} of {}",
+                    m.upload_id, m.key
+                )?;
+            }
         }
         for r in &d.repositories {
             writeln!(out, "  repository  {}", r.name)?;

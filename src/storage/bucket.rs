@@ -25,6 +25,15 @@ pub struct Page {
     pub next: Option<String>,
 }
 
+/// An upload begun and never completed (S3's multipart uploads): not an object, so no
+/// listing shows it, yet the store keeps (and bills) its parts until it is aborted.
+#[derive(Debug, Clone)]
+pub struct Multipart {
+    pub key: String,
+    pub upload_id: String,
+    pub initiated: SystemTime,
+}
+
 pub trait Bucket: Send + Sync {
     /// `s3://bucket`, `gs://bucket`, `azblob://container`: keys are named below it.
     fn url(&self) -> String;
@@ -74,6 +83,26 @@ pub trait Bucket: Send + Sync {
     /// Delete keys in one request. Returns the keys that could not be deleted, with why (a
     /// key already gone is deleted); an error of the request as a whole is returned as such.
     fn delete_batch(&self, keys: &[String]) -> io::Result<Vec<(String, String)>>;
+
+    /// The incomplete multipart uploads under `prefix`. Stores whose unfinished uploads
+    /// expire by themselves (GCS resumable uploads, Azure's uncommitted blocks: a week) have
+    /// none to show.
+    fn list_multipart(&self, _prefix: &str) -> io::Result<Vec<Multipart>> {
+        Ok(Vec::new())
+    }
+
+    /// The bytes an incomplete upload holds and when its newest part arrived.
+    fn multipart_parts(&self, _upload: &Multipart) -> io::Result<(u64, Option<SystemTime>)> {
+        Ok((0, None))
+    }
+
+    /// Abort an incomplete upload: its parts are freed. One already gone is aborted.
+    fn abort_multipart(&self, upload: &Multipart) -> io::Result<()> {
+        Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            format!("{}: this store has no multipart uploads", upload.key),
+        ))
+    }
 
     /// Requests sent so far, by kind.
     fn requests(&self) -> Requests;

@@ -172,7 +172,18 @@ impl Tokens {
                 ))
             }
             ureq::Error::Transport(t) => {
-                err(format!("{:?}: {}", t.kind(), t.message().unwrap_or("")))
+                let from = if matches!(self.credentials, Credentials::Metadata) {
+                    "no key is configured (keyfile, credentials, GOOGLE_APPLICATION_CREDENTIALS; \
+                     STORAGE_EMULATOR_HOST for an emulator) and the metadata server is not \
+                     reachable: "
+                } else {
+                    ""
+                };
+                err(format!(
+                    "{from}{:?}: {}",
+                    t.kind(),
+                    t.message().unwrap_or("")
+                ))
             }
         })?;
         let body: serde_json::Value = response

@@ -100,6 +100,10 @@ impl Storage for Hiding<'_> {
         self.inner.refresh(prefix)
     }
 
+    fn pending_uploads(&self, dir: &str) -> io::Result<Vec<super::PendingUpload>> {
+        self.inner.pending_uploads(dir)
+    }
+
     fn requests(&self) -> Option<super::Requests> {
         self.inner.requests()
     }

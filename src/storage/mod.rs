@@ -185,6 +185,26 @@ pub trait Storage: Sync + Send {
         keys.par_iter().map(|k| self.remove_all(k)).collect()
     }
 
+    /// Uploads the store keeps outside its listing below `dir` (a repository's `_uploads`):
+    /// S3's incomplete multipart uploads, which hold an upload's data until it completes.
+    /// Read once per listing ([`Storage::refresh`] reads them again); none elsewhere.
+    fn pending_uploads(&self, _dir: &str) -> io::Result<Vec<PendingUpload>> {
+        Ok(Vec::new())
+    }
+
+    /// Abort pending uploads (their parts are freed). Results in the order of `uploads`.
+    fn abort_uploads(&self, uploads: &[PendingUpload]) -> Vec<io::Result<()>> {
+        uploads
+            .iter()
+            .map(|u| {
+                Err(io::Error::new(
+                    io::ErrorKind::Unsupported,
+                    format!("{}: no pending uploads here", u.key),
+                ))
+            })
+            .collect()
+    }
+
     /// Read what is below `prefix` afresh. A backend that lists ahead (object storage) must
     /// see what changed since before a later look; a filesystem always answers afresh.
     fn refresh(&self, _prefix: &str) -> io::Result<()> {
@@ -215,6 +235,27 @@ pub trait Storage: Sync + Send {
 
     /// The full path of a key, for messages.
     fn display(&self, key: &str) -> String;
+}
+
+/// An upload the store keeps outside its listing: see [`Storage::pending_uploads`].
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct PendingUpload {
+    /// The key the upload writes, relative to the registry's root.
+    pub key: String,
+    pub upload_id: String,
+    /// When it began.
+    #[serde(skip, default = "epoch")]
+    pub initiated: SystemTime,
+    /// When its newest part arrived (when it began, without parts).
+    #[serde(skip, default = "epoch")]
+    pub touched: SystemTime,
+    /// The bytes its parts hold.
+    #[serde(skip)]
+    pub size: u64,
+}
+
+fn epoch() -> SystemTime {
+    SystemTime::UNIX_EPOCH
 }
 
 /// Holds the run lock until dropped.

@@ -27,15 +27,16 @@ use std::collections::{BTreeMap, HashMap};
 use std::io;
 use std::ops::Bound;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime};
 
 use md5::{Digest as _, Md5};
 use rayon::prelude::*;
 
+use super::bucket::Multipart;
 use super::bucket::{Bucket, Listed};
 use super::listing;
-use super::{too_large, Entry, Kind, LockGuard, Meta, Requests, Storage};
+use super::{too_large, Entry, Kind, LockGuard, Meta, PendingUpload, Requests, Storage};
 use crate::error::Result;
 use crate::registry::digest::{Algorithm, Digest};
 use crate::registry::layout;
@@ -80,6 +81,9 @@ pub struct ObjectStorage {
     link_contents: RwLock<Option<HashMap<[u8; 16], String>>>,
     cache: Option<ManifestCache>,
     cached: AtomicU64,
+    /// Incomplete multipart uploads under the repositories, read on first use after each
+    /// listing (only housekeeping of uploads asks).
+    pending: Mutex<Option<Arc<Vec<PendingUpload>>>>,
 }
 
 impl ObjectStorage {
@@ -96,6 +100,7 @@ impl ObjectStorage {
             link_contents: RwLock::new(None),
             cache,
             cached: AtomicU64::new(0),
+            pending: Mutex::new(None),
         };
         storage.refresh(layout::V2)?;
         Ok(storage)
@@ -279,6 +284,42 @@ impl ObjectStorage {
             }
         }
         failed
+    }
+
+    /// Every incomplete upload of a repository's `_uploads`, with its parts' size and newest
+    /// time: listed once (the first caller lists while the others wait), again after a refresh.
+    fn all_pending(&self) -> io::Result<Arc<Vec<PendingUpload>>> {
+        let mut held = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(all) = held.as_ref() {
+            return Ok(all.clone());
+        }
+        let prefix = format!("{}/", self.full(layout::REPOSITORIES));
+        let listed = self.client.list_multipart(&prefix)?;
+        let found: io::Result<Vec<Option<PendingUpload>>> = listed
+            .par_iter()
+            .filter_map(|m| {
+                let key = self.relative(&m.key)?.to_string();
+                key.contains("/_uploads/").then_some((m, key))
+            })
+            .map(|(m, key)| {
+                let (size, newest) = match self.client.multipart_parts(m) {
+                    Ok(parts) => parts,
+                    // Completed or aborted since it was listed.
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+                    Err(e) => return Err(e),
+                };
+                Ok(Some(PendingUpload {
+                    key,
+                    upload_id: m.upload_id.clone(),
+                    initiated: m.initiated,
+                    touched: newest.unwrap_or(m.initiated).max(m.initiated),
+                    size,
+                }))
+            })
+            .collect();
+        let all: Arc<Vec<PendingUpload>> = Arc::new(found?.into_iter().flatten().collect());
+        *held = Some(all.clone());
+        Ok(all)
     }
 
     fn dir_meta(&self, key: &str) -> Option<Meta> {
@@ -528,6 +569,9 @@ impl Storage for ObjectStorage {
         if let Ok(mut known) = self.link_contents.write() {
             *known = None;
         }
+        if let Ok(mut pending) = self.pending.lock() {
+            *pending = None;
+        }
         Ok(())
     }
 
@@ -546,6 +590,29 @@ impl Storage for ObjectStorage {
             );
         }
         Ok(())
+    }
+
+    fn pending_uploads(&self, dir: &str) -> io::Result<Vec<PendingUpload>> {
+        let all = self.all_pending()?;
+        let under = format!("{dir}/");
+        Ok(all
+            .iter()
+            .filter(|p| p.key.starts_with(&under))
+            .cloned()
+            .collect())
+    }
+
+    fn abort_uploads(&self, uploads: &[PendingUpload]) -> Vec<io::Result<()>> {
+        uploads
+            .par_iter()
+            .map(|u| {
+                self.client.abort_multipart(&Multipart {
+                    key: self.full(&u.key),
+                    upload_id: u.upload_id.clone(),
+                    initiated: u.initiated,
+                })
+            })
+            .collect()
     }
 
     fn lock(&self, wait: bool) -> Result<LockGuard> {

@@ -10,7 +10,7 @@ use rayon::prelude::*;
 use rusty_s3::actions::{ListObjectsV2, ObjectIdentifier, S3Action};
 use rusty_s3::UrlStyle;
 
-use super::bucket::{md5_from_hex, Bucket, Listed, Page};
+use super::bucket::{md5_from_hex, Bucket, Listed, Multipart, Page};
 use super::http::{self, Op, Transport};
 use super::Requests;
 use crate::config::s3::Settings;
@@ -427,6 +427,126 @@ impl Bucket for Client {
             .collect())
     }
 
+    fn list_multipart(&self, prefix: &str) -> io::Result<Vec<Multipart>> {
+        let what = self.name(prefix);
+        let creds = self.settings.credentials.as_ref();
+        let mut out = Vec::new();
+        let mut marker: Option<(String, String)> = None;
+        loop {
+            let body = self
+                .send(Op::List, &what, || {
+                    // ListMultipartUploads: GET on the bucket with `uploads`.
+                    let mut action = self.bucket.get_object(creds, "");
+                    let query = action.query_mut();
+                    query.insert("uploads", "");
+                    query.insert("prefix", prefix.to_string());
+                    if let Some((key, id)) = &marker {
+                        query.insert("key-marker", key.clone());
+                        query.insert("upload-id-marker", id.clone());
+                    }
+                    (
+                        self.transport.agent.get(action.sign(SIGNED_FOR).as_str()),
+                        None,
+                    )
+                })?
+                .into_string()
+                .map_err(|e| io::Error::new(e.kind(), format!("{what}: {e}")))?;
+            if !body.contains("ListMultipartUploadsResult") {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("{what}: unreadable list of multipart uploads"),
+                ));
+            }
+            for upload in body.split("<Upload>").skip(1) {
+                let (Some(key), Some(id)) = (
+                    between(upload, "<Key>", "</Key>"),
+                    between(upload, "<UploadId>", "</UploadId>"),
+                ) else {
+                    continue;
+                };
+                out.push(Multipart {
+                    key: xml_unescape(key),
+                    upload_id: xml_unescape(id),
+                    initiated: http::listed_time(between(upload, "<Initiated>", "</Initiated>")),
+                });
+            }
+            let truncated = between(&body, "<IsTruncated>", "</IsTruncated>") == Some("true");
+            let next = (
+                between(&body, "<NextKeyMarker>", "</NextKeyMarker>"),
+                between(&body, "<NextUploadIdMarker>", "</NextUploadIdMarker>"),
+            );
+            match (truncated, next) {
+                (true, (Some(k), Some(i))) if !k.is_empty() => {
+                    marker = Some((xml_unescape(k), xml_unescape(i)))
+                }
+                _ => return Ok(out),
+            }
+        }
+    }
+
+    fn multipart_parts(
+        &self,
+        upload: &Multipart,
+    ) -> io::Result<(u64, Option<std::time::SystemTime>)> {
+        let what = self.name(&upload.key);
+        let creds = self.settings.credentials.as_ref();
+        let mut size = 0;
+        let mut newest = None;
+        let mut marker: Option<String> = None;
+        loop {
+            let body = self
+                .send(Op::List, &what, || {
+                    let mut action = self
+                        .bucket
+                        .list_parts(creds, &upload.key, &upload.upload_id);
+                    if let Some(m) = &marker {
+                        action.query_mut().insert("part-number-marker", m.clone());
+                    }
+                    (
+                        self.transport.agent.get(action.sign(SIGNED_FOR).as_str()),
+                        None,
+                    )
+                })?
+                .into_string()
+                .map_err(|e| io::Error::new(e.kind(), format!("{what}: {e}")))?;
+            for part in body.split("<Part>").skip(1) {
+                size += between(part, "<Size>", "</Size>")
+                    .and_then(|s| s.parse::<u64>().ok())
+                    .unwrap_or(0);
+                let modified =
+                    http::listed_time(between(part, "<LastModified>", "</LastModified>"));
+                newest = newest.max(Some(modified));
+            }
+            let truncated = between(&body, "<IsTruncated>", "</IsTruncated>") == Some("true");
+            match between(&body, "<NextPartNumberMarker>", "</NextPartNumberMarker>") {
+                Some(m) if truncated && !m.is_empty() => marker = Some(m.to_string()),
+                _ => return Ok((size, newest)),
+            }
+        }
+    }
+
+    fn abort_multipart(&self, upload: &Multipart) -> io::Result<()> {
+        let what = format!("{} (upload {})", self.name(&upload.key), upload.upload_id);
+        let creds = self.settings.credentials.as_ref();
+        let sent = self.send(Op::Delete, &what, || {
+            let action = self
+                .bucket
+                .abort_multipart_upload(creds, &upload.key, &upload.upload_id);
+            (
+                self.transport
+                    .agent
+                    .delete(action.sign(SIGNED_FOR).as_str()),
+                None,
+            )
+        });
+        match sent {
+            Ok(_) => Ok(()),
+            // NoSuchUpload: completed or aborted meanwhile.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
     fn requests(&self) -> Requests {
         self.transport.requests()
     }
@@ -454,6 +574,15 @@ impl Bucket for Client {
 /// `<Error>` in the body, and anything that is not the expected result proves nothing.
 fn copied(body: &str, result: &str) -> bool {
     !body.contains("<Error>") && body.contains(result)
+}
+
+/// Undo the escapes of XML text (`&amp;` and the other four).
+fn xml_unescape(s: &str) -> String {
+    s.replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&quot;", "\"")
+        .replace("&apos;", "'")
+        .replace("&amp;", "&")
 }
 
 /// Decode `%XX` escapes (listings ask for `encoding-type=url`).

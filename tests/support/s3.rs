@@ -218,3 +218,73 @@ pub fn blobs_in(c: &Client, prefix: &str) -> std::collections::BTreeSet<Digest> 
         }
     }
 }
+
+/// Begin a multipart upload of `key` with one part, as the registry's s3 driver does for an
+/// upload's data; returns its upload id and the part's ETag.
+pub fn begin_multipart(moto: &Moto, bucket: &str, key: &str, part: &[u8]) -> (String, String) {
+    use rusty_s3::S3Action as _;
+    let b = rusty_s3::Bucket::new(
+        moto.endpoint().parse().unwrap(),
+        rusty_s3::UrlStyle::Path,
+        bucket.to_string(),
+        "us-east-1".to_string(),
+    )
+    .unwrap();
+    let creds = rusty_s3::Credentials::new(KEY, SECRET);
+    let ttl = Duration::from_secs(600);
+    let created = ureq::post(
+        b.create_multipart_upload(Some(&creds), key)
+            .sign(ttl)
+            .as_str(),
+    )
+    .send_bytes(&[])
+    .unwrap()
+    .into_string()
+    .unwrap();
+    let id = rusty_s3::actions::CreateMultipartUpload::parse_response(&created)
+        .unwrap()
+        .upload_id()
+        .to_string();
+    let put = ureq::put(b.upload_part(Some(&creds), key, 1, &id).sign(ttl).as_str())
+        .send_bytes(part)
+        .unwrap();
+    let etag = put.header("ETag").unwrap().trim_matches('"').to_string();
+    (id, etag)
+}
+
+/// Complete a multipart upload begun by [`begin_multipart`].
+pub fn complete_multipart(moto: &Moto, bucket: &str, key: &str, id: &str, etag: &str) {
+    use rusty_s3::S3Action as _;
+    let b = rusty_s3::Bucket::new(
+        moto.endpoint().parse().unwrap(),
+        rusty_s3::UrlStyle::Path,
+        bucket.to_string(),
+        "us-east-1".to_string(),
+    )
+    .unwrap();
+    let creds = rusty_s3::Credentials::new(KEY, SECRET);
+    let action = b.complete_multipart_upload(Some(&creds), key, id, std::iter::once(etag));
+    ureq::post(action.sign(Duration::from_secs(600)).as_str())
+        .send_bytes(action.body().as_bytes())
+        .unwrap();
+}
+
+/// The request lines the server has logged so far (`GET /bucket/key?query`), without the
+/// colours moto gives some of them.
+pub fn request_lines(moto: &Moto) -> Vec<String> {
+    let strip = |l: &str| {
+        let mut out = String::new();
+        let mut rest = l;
+        while let Some(i) = rest.find('\u{1b}') {
+            out.push_str(&rest[..i]);
+            rest = rest[i..].split_once('m').map_or("", |(_, r)| r);
+        }
+        out.push_str(rest);
+        out
+    };
+    std::fs::read_to_string(&moto.log)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.split('"').nth(1).map(strip))
+        .collect()
+}

@@ -8,7 +8,7 @@ use rayon::prelude::*;
 use crate::error::Diagnostics;
 use crate::registry::digest::{Algorithm, Digest};
 use crate::registry::layout;
-use crate::storage::{Entry, Kind, Storage};
+use crate::storage::{Entry, Kind, PendingUpload, Storage};
 
 use super::{list_optional, Options, MAX_LINK_BYTES};
 
@@ -68,6 +68,10 @@ pub struct Upload {
     /// Something in the directory could not be read: its age is unknown, so it is never
     /// removed (and its repository never counts as empty).
     pub unreadable: bool,
+    /// Its data as the store keeps it outside the listing (S3's incomplete multipart
+    /// uploads): aborted with it. An upload whose directory the registry already purged is
+    /// these alone.
+    pub multipart: Vec<PendingUpload>,
 }
 
 impl Upload {
@@ -230,6 +234,42 @@ impl RepoWalker<'_> {
             }
             uploads.push(self.upload(entry.name, &key));
         }
+        let pending = match self.storage.pending_uploads(&dir) {
+            Ok(p) => p,
+            Err(e) => {
+                self.diags.warn(
+                    self.storage.display(&dir),
+                    format!(
+                        "cannot list its incomplete multipart uploads ({e}); they are left alone"
+                    ),
+                );
+                Vec::new()
+            }
+        };
+        for p in pending {
+            // `<dir>/<uuid>/data`: anything else is not the registry's.
+            let Some(uuid) = p.key[dir.len() + 1..].split('/').next().map(str::to_string) else {
+                continue;
+            };
+            match uploads.iter_mut().find(|u| u.uuid == uuid) {
+                Some(u) => {
+                    u.touched = u.touched.max(p.touched);
+                    u.size = u.size.max(p.size);
+                    u.multipart.push(p);
+                }
+                // Dated by its last activity (the newest part), never only by when it began:
+                // S3-compatible servers are not all truthful about `Initiated` (moto answers a
+                // fixed date), and a push still sending parts is not abandoned.
+                None => uploads.push(Upload {
+                    uuid,
+                    started: Ok(p.touched),
+                    touched: p.touched,
+                    size: p.size,
+                    unreadable: false,
+                    multipart: vec![p],
+                }),
+            }
+        }
         uploads.sort_by(|a, b| a.uuid.cmp(&b.uuid));
         uploads
     }
@@ -264,6 +304,7 @@ impl RepoWalker<'_> {
             touched,
             size,
             unreadable,
+            multipart: Vec::new(),
         }
     }
 
@@ -430,6 +471,27 @@ pub fn upload_times(storage: &dyn Storage, key: &str) -> (SystemTime, u64, bool)
     let mut newest = SystemTime::UNIX_EPOCH;
     let mut size = 0;
     let mut unreadable = false;
+    // Its data kept outside the listing (S3 multipart uploads) is part of it; an upload that
+    // is only that has no directory to read.
+    let parent = key.rsplit_once('/').map_or("", |(p, _)| p);
+    let mut pending = false;
+    match storage.pending_uploads(parent) {
+        Ok(all) => {
+            for p in all.iter().filter(|p| p.key.starts_with(&format!("{key}/"))) {
+                pending = true;
+                newest = newest.max(p.touched);
+                size = size.max(p.size);
+            }
+        }
+        Err(_) => unreadable = true,
+    }
+    if pending
+        && storage
+            .stat(key)
+            .is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound)
+    {
+        return (newest, size, unreadable);
+    }
     let mut pending = vec![key.to_string()];
     while let Some(dir) = pending.pop() {
         match storage.stat(&dir) {
