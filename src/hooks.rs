@@ -9,6 +9,8 @@
 //!   called: each phase boundary of `gc` and each step of the sweep, and `link-unlinked`
 //!   inside the filesystem backend, between removing a `link` file and its directory.
 //! - [`now`]: `REGSWEEP_TEST_NOW` (RFC 3339) is the clock of `--unreferenced-for`.
+//! - [`page_size`], [`list_ranges`]: `REGSWEEP_TEST_PAGE_SIZE` and `REGSWEEP_TEST_LIST_RANGES`
+//!   make object storage list a small bucket in many pages and parallel ranges.
 //! - [`die_before_state_rename`]: `REGSWEEP_TEST_DIE_BEFORE_STATE_RENAME` aborts between
 //!   writing the `--unreferenced-for` state and renaming it into place.
 
@@ -33,6 +35,33 @@ pub fn now() -> SystemTime {
         return t;
     }
     SystemTime::now()
+}
+
+/// Keys a listing page asks for: the store's page, or `REGSWEEP_TEST_PAGE_SIZE` in the test
+/// build, so that a small bucket is listed in many pages.
+pub fn page_size(default: usize) -> usize {
+    #[cfg(feature = "test-hooks")]
+    if let Some(n) = std::env::var("REGSWEEP_TEST_PAGE_SIZE")
+        .ok()
+        .and_then(|n| n.parse().ok())
+    {
+        return n;
+    }
+    default
+}
+
+/// How many ranges a listing is split into after its first page: as judged from that page,
+/// or `REGSWEEP_TEST_LIST_RANGES` in the test build, so that a small bucket is listed in
+/// parallel ranges.
+pub fn list_ranges(judged: usize) -> usize {
+    #[cfg(feature = "test-hooks")]
+    if let Some(n) = std::env::var("REGSWEEP_TEST_LIST_RANGES")
+        .ok()
+        .and_then(|n| n.parse().ok())
+    {
+        return n;
+    }
+    judged
 }
 
 /// Abort here when the test asked for a kill at the worst moment of a state write.

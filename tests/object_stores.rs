@@ -38,7 +38,12 @@ struct Ran {
 
 /// regsweep against the emulator, with its own manifest cache.
 fn run(emulator: &Emulator, cache: &Path, args: &[&str]) -> Ran {
+    run_with(emulator, cache, args, &[])
+}
+
+fn run_with(emulator: &Emulator, cache: &Path, args: &[&str], env: &[(&str, &str)]) -> Ran {
     let mut cmd = regsweep();
+    cmd.envs(env.iter().copied());
     cmd.args(args).arg("--cache-dir").arg(cache);
     for var in [
         "STORAGE_EMULATOR_HOST",
@@ -190,6 +195,35 @@ fn the_same_registry_on_disk_and_in_each_store_gives_the_same_deletion_sets() {
             "{store:?}: manifests not from the cache: {r2:?}"
         );
         assert_eq!(r2.list, r1.list);
+
+        // Many small pages, listed in parallel ranges where the store can start a listing
+        // after a key (GCS) and in sequence where it cannot (Azure): the same plan.
+        let paged = run_with(
+            &emulator,
+            fresh.path(),
+            &args,
+            &[
+                ("REGSWEEP_TEST_PAGE_SIZE", "29"),
+                ("REGSWEEP_TEST_LIST_RANGES", "5"),
+            ],
+        );
+        assert_eq!(paged.code, 0, "{store:?}: {}", paged.stderr);
+        let paged = report(&paged);
+        assert_eq!(paged.deleted.blobs, first.deleted.blobs, "{store:?}");
+        assert_eq!(
+            paged.deleted.manifests, first.deleted.manifests,
+            "{store:?}"
+        );
+        assert_eq!(
+            paged.deleted.layer_links, first.deleted.layer_links,
+            "{store:?}"
+        );
+        assert_eq!(paged.summary.census.blobs, first.summary.census.blobs);
+        let listed = paged.requests.unwrap().list as usize;
+        assert!(
+            listed >= keys / 29,
+            "{store:?}: {listed} pages for {keys} keys"
+        );
         assert_eq!(
             emulator.writes_since(&before),
             0,

@@ -343,10 +343,6 @@ impl Bucket for Client {
         format!("azblob://{}", self.settings.container)
     }
 
-    fn page_size(&self) -> usize {
-        PAGE
-    }
-
     fn lists_from_a_key(&self) -> bool {
         false
     }
@@ -360,7 +356,7 @@ impl Bucket for Client {
         let what = self.name(prefix);
         let mut query = vec![
             ("comp", "list".to_string()),
-            ("maxresults", PAGE.to_string()),
+            ("maxresults", crate::hooks::page_size(PAGE).to_string()),
             ("prefix", prefix.to_string()),
             ("restype", "container".to_string()),
         ];

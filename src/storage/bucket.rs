@@ -38,9 +38,6 @@ pub trait Bucket: Send + Sync {
     /// `s3://bucket`, `gs://bucket`, `azblob://container`: keys are named below it.
     fn url(&self) -> String;
 
-    /// How many keys one listing page holds at most.
-    fn page_size(&self) -> usize;
-
     /// Whether a listing can start after a given key (S3 `start-after`, GCS `startOffset`):
     /// then a large bucket's key space is listed in ranges at once.
     fn lists_from_a_key(&self) -> bool;

@@ -180,10 +180,6 @@ impl Bucket for Client {
         format!("gs://{}", self.settings.bucket)
     }
 
-    fn page_size(&self) -> usize {
-        PAGE
-    }
-
     fn lists_from_a_key(&self) -> bool {
         true
     }
@@ -196,11 +192,12 @@ impl Bucket for Client {
     ) -> io::Result<Page> {
         let what = self.name(prefix);
         let mut url = format!(
-            "{}/storage/v1/b/{}/o?prefix={}&maxResults={PAGE}\
+            "{}/storage/v1/b/{}/o?prefix={}&maxResults={}\
              &fields=items(name,size,md5Hash,updated),nextPageToken",
             self.base,
             encode(&self.settings.bucket, false),
-            encode(prefix, false)
+            encode(prefix, false),
+            crate::hooks::page_size(PAGE)
         );
         if let Some(t) = token {
             url.push_str(&format!("&pageToken={}", encode(t, false)));

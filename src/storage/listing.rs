@@ -107,7 +107,9 @@ pub fn list_all(client: &dyn Bucket, prefix: &str, v2: &str) -> io::Result<Vec<L
         .map(|s| format!("{v2}{s}"))
         .filter(|p| p.starts_with(&dir) && *p > last)
         .collect();
-    let ranges_allowed = (estimated_pages(last.strip_prefix(&v2).unwrap_or("")) / 8.0) as usize;
+    let ranges_allowed = crate::hooks::list_ranges(
+        (estimated_pages(last.strip_prefix(&v2).unwrap_or("")) / 8.0) as usize,
+    );
     let points = spread(candidates, ranges_allowed);
     // The first range continues the first listing; each other starts at its point.
     let mut ranges: Vec<(Option<String>, Option<String>, Option<String>)> = Vec::new();

@@ -17,6 +17,8 @@ use crate::config::s3::Settings;
 
 /// How long a signed request stays valid: it is sent at once (retries sign again).
 const SIGNED_FOR: Duration = Duration::from_secs(600);
+/// S3 lists at most this many keys a page.
+const PAGE: usize = 1000;
 /// S3 deletes at most this many keys in one DeleteObjects request.
 const DELETE_BATCH: usize = 1000;
 /// The largest object one CopyObject copies; larger ones are copied part by part.
@@ -283,10 +285,6 @@ impl Bucket for Client {
         format!("s3://{}", self.settings.bucket)
     }
 
-    fn page_size(&self) -> usize {
-        1000
-    }
-
     fn lists_from_a_key(&self) -> bool {
         true
     }
@@ -302,6 +300,7 @@ impl Bucket for Client {
         let response = self.send(Op::List, &what, || {
             let mut action = ListObjectsV2::new(&self.bucket, creds);
             action.with_prefix(prefix);
+            action.with_max_keys(crate::hooks::page_size(PAGE));
             if let Some(s) = start_after {
                 action.with_start_after(s);
             }
