@@ -1,12 +1,11 @@
 //! Write a seeded synthetic registry for benchmarks.
 //!
 //! cargo run --release --example gen-registry -- --preset medium [--seed 1] DIR
-//!     [--upload s3://BUCKET/PREFIX --s3-endpoint URL]
+//!     [--upload s3://BUCKET/PREFIX|gs://BUCKET/PREFIX|azblob://CONTAINER/PREFIX --endpoint URL]
 //!
 //! With `--upload`, the tree written to DIR is also put into the bucket (created if missing;
-//! credentials from the AWS environment variables), so disk and bucket hold the same registry.
+//! endpoint and credentials as regsweep finds them), so disk and bucket hold the same registry.
 
-use regsweep::storage::bucket::Bucket as _;
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -21,12 +20,12 @@ struct Args {
     seed: u64,
     /// The storage root to create (must not exist or be empty).
     dir: PathBuf,
-    /// Also put the tree into this bucket and prefix (s3://BUCKET/PREFIX).
-    #[arg(long, value_name = "S3_URL")]
-    upload: Option<String>,
-    /// The S3 endpoint for --upload (default: AWS_ENDPOINT_URL).
+    /// Also put the tree into this bucket and prefix (s3://, gs:// or azblob://).
     #[arg(long, value_name = "URL")]
-    s3_endpoint: Option<String>,
+    upload: Option<String>,
+    /// The endpoint for --upload (default: as regsweep finds it).
+    #[arg(long, visible_alias = "s3-endpoint", value_name = "URL")]
+    endpoint: Option<String>,
 }
 
 fn main() {
@@ -63,7 +62,7 @@ fn main() {
         }
     }
     if let Some(url) = &args.upload {
-        if let Err(e) = upload(url, args.s3_endpoint.as_deref(), &args.dir) {
+        if let Err(e) = upload(url, args.endpoint.as_deref(), &args.dir) {
             eprintln!("gen-registry: {url}: {e}");
             std::process::exit(1);
         }
@@ -73,15 +72,20 @@ fn main() {
 fn upload(url: &str, endpoint: Option<&str>, dir: &std::path::Path) -> Result<(), String> {
     use regsweep::config::{resolve, Backend};
     let resolved = resolve(std::path::Path::new(url), endpoint).map_err(|e| e.to_string())?;
-    let Backend::S3 { settings, prefix } = resolved.backend else {
-        return Err("not an s3:// URL".into());
+    let prefix = match &resolved.backend {
+        Backend::S3 { prefix, .. }
+        | Backend::Gcs { prefix, .. }
+        | Backend::Azure { prefix, .. } => prefix.clone(),
+        Backend::Fs(_) => return Err("not a bucket URL".into()),
     };
-    let client = regsweep::storage::s3::Client::new(*settings, None).map_err(|e| e.to_string())?;
+    let client = regsweep::storage::bucket::connect(&resolved.backend, None)
+        .expect("a bucket")
+        .map_err(|e| e.to_string())?;
     // Already there is fine.
     let _ = client.create_bucket();
     let started = Instant::now();
-    let n =
-        regsweep::storage::object::load_tree(&client, &prefix, dir).map_err(|e| e.to_string())?;
+    let n = regsweep::storage::object::load_tree(client.as_ref(), &prefix, dir)
+        .map_err(|e| e.to_string())?;
     eprintln!(
         "gen-registry: {n} objects put into {url} in {:.1}s",
         started.elapsed().as_secs_f64()

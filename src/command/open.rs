@@ -3,7 +3,6 @@
 //! target or an unwritable output stops the command with exit 2 and nothing touched.
 
 use std::path::Path;
-use std::sync::Arc;
 
 use super::finish::Sink;
 use super::{fail, usage_error, Common, DEFAULT_S3_JOBS, EXIT_FAILED, EXIT_USAGE};
@@ -11,13 +10,9 @@ use crate::config::{self, Backend, Resolved};
 use crate::error::{Error, Problem};
 use crate::gc::discover;
 use crate::output::metrics;
-use crate::storage::azure::Client as AzureClient;
-use crate::storage::bucket::Bucket;
-use crate::storage::gcs::Client as GcsClient;
 use crate::storage::manifest_cache::{self, ManifestCache};
 use crate::storage::object::ObjectStorage;
-use crate::storage::s3::Client as S3Client;
-use crate::storage::{FsStorage, Storage};
+use crate::storage::{self, FsStorage, Storage};
 
 /// A target opened for a command: its storage root and why, checked to be a registry.
 pub(super) struct Opened {
@@ -159,16 +154,9 @@ fn open_storage(resolved: &Resolved, common: &Common) -> Result<Box<dyn Storage>
         Backend::S3 { prefix, .. }
         | Backend::Gcs { prefix, .. }
         | Backend::Azure { prefix, .. } => {
-            let rate = common.max_requests_per_second;
-            let client: Result<Arc<dyn Bucket>, _> = match &resolved.backend {
-                Backend::S3 { settings, .. } => S3Client::new((**settings).clone(), rate)
-                    .map(|c| Arc::new(c) as Arc<dyn Bucket>),
-                Backend::Gcs { settings, .. } => GcsClient::new((**settings).clone(), rate)
-                    .map(|c| Arc::new(c) as Arc<dyn Bucket>),
-                Backend::Azure { settings, .. } => AzureClient::new((**settings).clone(), rate)
-                    .map(|c| Arc::new(c) as Arc<dyn Bucket>),
-                Backend::Fs(_) => unreachable!("matched above"),
-            };
+            let client =
+                storage::bucket::connect(&resolved.backend, common.max_requests_per_second)
+                    .expect("an object store");
             let name = resolved.display_name();
             let client = client.map_err(|e| fail(&Error::target(&name, e.to_string())))?;
             let cache_dir = match &common.cache_dir {

@@ -108,6 +108,25 @@ pub trait Bucket: Send + Sync {
     fn create_bucket(&self) -> io::Result<()>;
 }
 
+/// The client of the object store a target resolved to; `None` for a filesystem.
+pub fn connect(
+    backend: &crate::config::Backend,
+    max_requests_per_second: Option<f64>,
+) -> Option<io::Result<std::sync::Arc<dyn Bucket>>> {
+    use crate::config::Backend;
+    use std::sync::Arc;
+    let rate = max_requests_per_second;
+    Some(match backend {
+        Backend::Fs(_) => return None,
+        Backend::S3 { settings, .. } => super::s3::Client::new((**settings).clone(), rate)
+            .map(|c| Arc::new(c) as Arc<dyn Bucket>),
+        Backend::Gcs { settings, .. } => super::gcs::Client::new((**settings).clone(), rate)
+            .map(|c| Arc::new(c) as Arc<dyn Bucket>),
+        Backend::Azure { settings, .. } => super::azure::Client::new((**settings).clone(), rate)
+            .map(|c| Arc::new(c) as Arc<dyn Bucket>),
+    })
+}
+
 /// An MD5 from its hex form (an S3 ETag), when it is exactly one.
 pub fn md5_from_hex(etag: &str) -> Option<[u8; 16]> {
     if etag.len() != 32 {
