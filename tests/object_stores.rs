@@ -554,3 +554,69 @@ fn the_registrys_gcs_and_azure_configs_with_their_keys() {
         }
     }
 }
+
+#[test]
+#[cfg_attr(
+    not(feature = "test-hooks"),
+    ignore = "moves the clock: needs --features test-hooks (scripts/test)"
+)]
+fn unreferenced_for_waits_a_day_in_each_store() {
+    for store in STORES {
+        if !available(store) {
+            continue;
+        }
+        let emulator = Emulator::start(store);
+        let client = emulator.create_bucket("wait");
+        let fixture = aged_copy("registry");
+        load_tree(client.as_ref(), "reg", fixture.path()).unwrap();
+        std::thread::sleep(Duration::from_secs(3));
+        let url = format!("{}://wait/reg", emulator.scheme());
+        let cache = tempfile::tempdir().unwrap();
+        let disk = support::tree::run(&[
+            "gc",
+            "-d",
+            "--min-age",
+            "0",
+            "--json",
+            "-",
+            fixture.path().to_str().unwrap(),
+        ]);
+        let dead = deleted(&serde_json::from_str(&disk.stdout).unwrap());
+        assert!(!dead.is_empty());
+        let now = std::time::SystemTime::now();
+        let night = |hours: u64| {
+            let at = humantime::format_rfc3339_seconds(now + Duration::from_secs(hours * 3600));
+            run_with(
+                &emulator,
+                cache.path(),
+                &[
+                    "gc",
+                    "--min-age",
+                    "0",
+                    "--unreferenced-for",
+                    "1d",
+                    "--json",
+                    "-",
+                    &url,
+                ],
+                &[("REGSWEEP_TEST_NOW", &at.to_string())],
+            )
+        };
+        // First sight: everything dead starts to wait; the state is written into the bucket.
+        let first = night(0);
+        assert_eq!(first.code, 0, "{store:?}: {}", first.stderr);
+        assert!(deleted(&report(&first)).is_empty(), "{store:?}");
+        let mut state = Vec::new();
+        client
+            .get(
+                "reg/docker/registry/v2/.regsweep-unreferenced",
+                1 << 20,
+                &mut state,
+            )
+            .unwrap_or_else(|e| panic!("{store:?}: no state in the bucket: {e}"));
+        // A day on, what waited goes: exactly what the disk's plan deletes.
+        let second = night(25);
+        assert_eq!(second.code, 0, "{store:?}: {}", second.stderr);
+        assert_eq!(deleted(&report(&second)), dead, "{store:?}");
+    }
+}
