@@ -206,11 +206,12 @@ impl Bucket for Client {
             // startOffset is inclusive: the boundaries given sort strictly between keys.
             url.push_str(&format!("&startOffset={}", encode(s, false)));
         }
-        let body = self
-            .send(Op::List, &what, "GET", &url, None)?
-            .into_string()
-            .map_err(|e| io::Error::new(e.kind(), format!("{what}: {e}")))?;
-        let answer: ListAnswer = serde_json::from_str(&body).map_err(|e| unreadable(&what, e))?;
+        // Parsed as it arrives: a page of 5,000 objects is megabytes of JSON (more where a
+        // server ignores `fields`), which need not be held whole.
+        let response = self.send(Op::List, &what, "GET", &url, None)?;
+        let answer: ListAnswer =
+            serde_json::from_reader(std::io::BufReader::new(response.into_reader()))
+                .map_err(|e| unreadable(&what, e))?;
         let objects = answer
             .items
             .into_iter()

@@ -87,20 +87,30 @@ fn before(boundary: &str) -> String {
     s
 }
 
-/// Every key under `prefix` (a directory: `/` is added); `v2` is the registry's
-/// `docker/registry/v2` in the bucket, where the split points are.
-pub fn list_all(client: &dyn Bucket, prefix: &str, v2: &str) -> io::Result<Vec<Listed>> {
+/// Every key under `prefix` (a directory: `/` is added), each page turned into what the
+/// caller keeps by `keep` as it arrives (the listing's own strings are not held twice); `v2`
+/// is the registry's `docker/registry/v2` in the bucket, where the split points are.
+pub fn list_all<T: Send>(
+    client: &dyn Bucket,
+    prefix: &str,
+    v2: &str,
+    keep: &(dyn Fn(Listed) -> Option<T> + Sync),
+) -> io::Result<Vec<T>> {
     let dir = format!("{prefix}/");
     let first = client.list_page(&dir, None, None)?;
-    let mut all = first.objects;
+    let last = first
+        .objects
+        .last()
+        .map(|l| l.key.clone())
+        .unwrap_or_default();
+    let mut all: Vec<T> = first.objects.into_iter().filter_map(keep).collect();
     let Some(token) = first.next else {
         return Ok(all);
     };
     if !client.lists_from_a_key() {
-        all.extend(list_range(client, &dir, None, Some(token), None)?);
+        all.extend(list_range(client, &dir, None, Some(token), None, keep)?);
         return Ok(all);
     }
-    let last = all.last().map(|l| l.key.clone()).unwrap_or_default();
     let v2 = format!("{v2}/");
     let candidates: Vec<String> = SPLITS
         .iter()
@@ -117,10 +127,10 @@ pub fn list_all(client: &dyn Bucket, prefix: &str, v2: &str) -> io::Result<Vec<L
     for (i, p) in points.iter().enumerate() {
         ranges.push((Some(before(p)), None, points.get(i + 1).cloned()));
     }
-    let listed: Vec<io::Result<Vec<Listed>>> = ranges
+    let listed: Vec<io::Result<Vec<T>>> = ranges
         .into_par_iter()
         .map(|(start_after, token, end)| {
-            list_range(client, &dir, start_after, token, end.as_deref())
+            list_range(client, &dir, start_after, token, end.as_deref(), keep)
         })
         .collect();
     for l in listed {
@@ -130,14 +140,15 @@ pub fn list_all(client: &dyn Bucket, prefix: &str, v2: &str) -> io::Result<Vec<L
 }
 
 /// The keys under `dir` from `start_after` (or continuing `token`) up to, not including,
-/// `end`.
-fn list_range(
+/// `end`, as `keep` turns them.
+fn list_range<T>(
     client: &dyn Bucket,
     dir: &str,
     mut start_after: Option<String>,
     mut token: Option<String>,
     end: Option<&str>,
-) -> io::Result<Vec<Listed>> {
+    keep: &(dyn Fn(Listed) -> Option<T> + Sync),
+) -> io::Result<Vec<T>> {
     let mut out = Vec::new();
     loop {
         let page = client.list_page(dir, start_after.as_deref(), token.as_deref())?;
@@ -147,7 +158,7 @@ fn list_range(
                 done = true;
                 break;
             }
-            out.push(l);
+            out.extend(keep(l));
         }
         if done {
             return Ok(out);

@@ -552,14 +552,13 @@ impl Storage for ObjectStorage {
             self.client.as_ref(),
             &self.full(prefix),
             &self.full(layout::V2),
+            &|l: Listed| {
+                self.relative(&l.key)
+                    .map(|rel| (rel.to_string(), Object::of(&l)))
+            },
         )?;
         let dir = format!("{prefix}/");
-        let mut fresh: BTreeMap<String, Object> = BTreeMap::new();
-        for l in &listed {
-            if let Some(rel) = self.relative(&l.key) {
-                fresh.insert(rel.to_string(), Object::of(l));
-            }
-        }
+        let fresh: BTreeMap<String, Object> = listed.into_iter().collect();
         let mut index = self
             .index
             .write()
