@@ -9,6 +9,8 @@
 //!   called: each phase boundary of `gc` and each step of the sweep, and `link-unlinked`
 //!   inside the filesystem backend, between removing a `link` file and its directory.
 //! - [`now`]: `REGSWEEP_TEST_NOW` (RFC 3339) is the clock of `--unreferenced-for`.
+//! - [`copy_limit`]: `REGSWEEP_TEST_COPY_LIMIT` lowers the size above which S3 copies part
+//!   by part.
 //! - [`page_size`], [`list_ranges`]: `REGSWEEP_TEST_PAGE_SIZE` and `REGSWEEP_TEST_LIST_RANGES`
 //!   make object storage list a small bucket in many pages and parallel ranges.
 //! - [`die_before_state_rename`]: `REGSWEEP_TEST_DIE_BEFORE_STATE_RENAME` aborts between
@@ -62,6 +64,19 @@ pub fn list_ranges(judged: usize) -> usize {
         return n;
     }
     judged
+}
+
+/// The size above which S3 copies an object part by part: S3's own limit, or
+/// `REGSWEEP_TEST_COPY_LIMIT` in the test build, so that a test need not move 5 GiB.
+pub fn copy_limit(default: u64) -> u64 {
+    #[cfg(feature = "test-hooks")]
+    if let Some(n) = std::env::var("REGSWEEP_TEST_COPY_LIMIT")
+        .ok()
+        .and_then(|n| n.parse().ok())
+    {
+        return n;
+    }
+    default
 }
 
 /// Abort here when the test asked for a kill at the worst moment of a state write.

@@ -258,17 +258,9 @@ impl Client {
     }
 }
 
-/// The size above which a copy goes part by part: S3's limit, lowered by
-/// `REGSWEEP_TEST_COPY_LIMIT` in the test build so that a test need not move 5 GiB.
+/// The size above which a copy goes part by part: S3's limit (a test build may lower it).
 fn copy_limit() -> u64 {
-    #[cfg(feature = "test-hooks")]
-    if let Some(limit) = std::env::var("REGSWEEP_TEST_COPY_LIMIT")
-        .ok()
-        .and_then(|l| l.parse().ok())
-    {
-        return limit;
-    }
-    COPY_LIMIT
+    crate::hooks::copy_limit(COPY_LIMIT)
 }
 
 /// Each part of a copy in parts; S3's smallest part (5 MiB) in the test build's lowered mode.
