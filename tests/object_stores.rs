@@ -277,6 +277,46 @@ fn a_tree_the_real_registry_wrote_is_collected_in_each_store_and_still_pulls() {
         assert_eq!(dry.code, 0, "{store:?}: {}", dry.stderr);
         assert_eq!(deleted(&report(&dry)), e.dead_blobs(true), "{store:?}");
 
+        // Dry runs of every command send no write, as the server logs them.
+        let before = emulator.requests();
+        for args in [
+            vec!["gc", "-d", "--empty-repositories", "--min-age", "0", &url],
+            vec![
+                "delete",
+                "-d",
+                "--gc",
+                "--min-age",
+                "0",
+                &url,
+                "team/app:v1",
+            ],
+            vec![
+                "prune",
+                "-d",
+                "--keep-n",
+                "0",
+                "--gc",
+                "--min-age",
+                "0",
+                &url,
+            ],
+            vec!["report", &url],
+            vec!["check", &url],
+        ] {
+            let r = run(&emulator, cache.path(), &args);
+            assert!(
+                r.code == 0 || args[0] == "check",
+                "{store:?} {args:?}: {}",
+                r.stderr
+            );
+        }
+        assert_eq!(
+            emulator.writes_since(&before),
+            0,
+            "{store:?}: a dry run wrote: {:?}",
+            emulator.log()
+        );
+
         // One real run at a time: a held lock refuses a second real run.
         let lock = "reg/docker/registry/v2/.regsweep.lock";
         let far = humantime::format_rfc3339_seconds(
