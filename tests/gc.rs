@@ -402,3 +402,39 @@ fn hand_written_graph_with_sha512_alias_and_referrers() {
         "alias link of a live image kept"
     );
 }
+
+/// A run killed between removing an empty repository's `_layers` and its directory leaves an
+/// empty directory (found by tests/crash.rs at one kill in a few hundred): the next run with
+/// --empty-repositories removes it, one without it leaves it, and nothing else changes.
+#[test]
+fn an_empty_directory_left_under_repositories_is_finished_by_the_next_run() {
+    let root = aged_copy("registry");
+    let left = v2(root.path()).join("repositories/team/gone");
+    std::fs::create_dir_all(&left).unwrap();
+    let (kept, r) = gc_json(root.path(), &["--min-age", "0"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        kept.deleted.repositories.is_empty()
+            || !kept
+                .deleted
+                .repositories
+                .iter()
+                .any(|x| x.name == "team/gone")
+    );
+    assert!(left.is_dir(), "removed without --empty-repositories");
+    let (done, r) = gc_json(root.path(), &["--min-age", "0", "--empty-repositories"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        done.deleted
+            .repositories
+            .iter()
+            .any(|x| x.name == "team/gone"),
+        "{:?}",
+        done.deleted.repositories
+    );
+    assert!(!left.exists());
+    // Its namespace still holds team/app.
+    assert!(v2(root.path())
+        .join("repositories/team/app/_layers")
+        .is_dir());
+}

@@ -301,12 +301,6 @@ impl Client {
         })
     }
 
-    fn get_response(&self, key: &str) -> io::Result<(String, ureq::Response)> {
-        let what = self.name(key);
-        let response = self.send(Op::Get, &what, "GET", &self.blob_path(key), &[], &[], None)?;
-        Ok((what, response))
-    }
-
     fn put_with(
         &self,
         key: &str,
@@ -339,6 +333,12 @@ impl Client {
 }
 
 impl Bucket for Client {
+    fn get_response(&self, key: &str) -> io::Result<(String, ureq::Response)> {
+        let what = self.name(key);
+        let response = self.send(Op::Get, &what, "GET", &self.blob_path(key), &[], &[], None)?;
+        Ok((what, response))
+    }
+
     fn url(&self) -> String {
         format!("azblob://{}", self.settings.container)
     }
@@ -388,18 +388,6 @@ impl Bucket for Client {
             .filter(|m| !m.is_empty())
             .map(unescape);
         Ok(Page { objects, next })
-    }
-
-    fn get_versioned(&self, key: &str, limit: u64, buf: &mut Vec<u8>) -> io::Result<String> {
-        let (what, response) = self.get_response(key)?;
-        let etag = response.header("ETag").unwrap_or_default().to_string();
-        http::read_body(response, limit, buf, &what)?;
-        Ok(etag)
-    }
-
-    fn get_chunks(&self, key: &str, f: &mut dyn FnMut(&[u8])) -> io::Result<u64> {
-        let (what, response) = self.get_response(key)?;
-        http::stream_body(response, &what, f)
     }
 
     fn put(&self, key: &str, body: &[u8], only_if_absent: bool) -> io::Result<bool> {
@@ -503,32 +491,11 @@ impl Bucket for Client {
             &[("Content-Type", content_type)],
             Some(payload.into_bytes()),
         )?;
-        let answer_boundary = response
-            .header("Content-Type")
-            .and_then(http::boundary_of)
-            .ok_or_else(|| unreadable(&what, "not a multipart answer"))?;
-        let body = response.into_string().map_err(|e| unreadable(&what, e))?;
-        let parts = http::multipart_parts(&body, &answer_boundary);
-        let mut answered = vec![false; keys.len()];
-        let mut failed = Vec::new();
-        for (n, part) in parts.iter().enumerate() {
-            let i = part
-                .lines()
+        http::batch_failures(response, keys, &what, |part| {
+            part.lines()
                 .find_map(|l| l.strip_prefix("Content-ID:"))
-                .and_then(|v| v.trim().parse::<usize>().ok())
-                .unwrap_or(n);
-            let Some(key) = keys.get(i) else { continue };
-            answered[i] = true;
-            match http::part_status(part) {
-                Some(s) if (200..300).contains(&s) || s == 404 => {}
-                Some(s) => failed.push((key.clone(), format!("HTTP {s}"))),
-                None => failed.push((key.clone(), "no answer in the batch".into())),
-            }
-        }
-        for (key, _) in keys.iter().zip(&answered).filter(|(_, a)| !**a) {
-            failed.push((key.clone(), "no answer in the batch".into()));
-        }
-        Ok(failed)
+                .and_then(|v| v.trim().parse().ok())
+        })
     }
 
     fn requests(&self) -> Requests {

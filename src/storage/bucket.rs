@@ -50,16 +50,35 @@ pub trait Bucket: Send + Sync {
         token: Option<&str>,
     ) -> io::Result<Page>;
 
+    /// GET an object: its name for messages, and the response to read it from.
+    fn get_response(&self, key: &str) -> io::Result<(String, ureq::Response)>;
+
+    /// The answer's header that carries an object's version for a conditional write.
+    fn version_header(&self) -> &'static str {
+        "ETag"
+    }
+
     /// The whole object (at most `limit` bytes), and its version for a later conditional
     /// write (ETag, or GCS generation).
-    fn get_versioned(&self, key: &str, limit: u64, buf: &mut Vec<u8>) -> io::Result<String>;
+    fn get_versioned(&self, key: &str, limit: u64, buf: &mut Vec<u8>) -> io::Result<String> {
+        let (what, response) = self.get_response(key)?;
+        let version = response
+            .header(self.version_header())
+            .unwrap_or_default()
+            .to_string();
+        super::http::read_body(response, limit, buf, &what)?;
+        Ok(version)
+    }
 
     fn get(&self, key: &str, limit: u64, buf: &mut Vec<u8>) -> io::Result<()> {
         self.get_versioned(key, limit, buf).map(|_| ())
     }
 
     /// Stream the whole object to `f`; returns the bytes read.
-    fn get_chunks(&self, key: &str, f: &mut dyn FnMut(&[u8])) -> io::Result<u64>;
+    fn get_chunks(&self, key: &str, f: &mut dyn FnMut(&[u8])) -> io::Result<u64> {
+        let (what, response) = self.get_response(key)?;
+        super::http::stream_body(response, &what, f)
+    }
 
     /// Write an object whole; with `only_if_absent`, only if the key does not exist. Returns
     /// whether it was written (false: refused on that condition).

@@ -109,13 +109,6 @@ impl Client {
         })
     }
 
-    fn get_response(&self, key: &str) -> io::Result<(String, ureq::Response)> {
-        let what = self.name(key);
-        let url = format!("{}?alt=media", self.object_url(key));
-        let response = self.send(Op::Get, &what, "GET", &url, None)?;
-        Ok((what, response))
-    }
-
     /// A multipart upload, with `condition` as its `ifGenerationMatch`.
     fn upload(&self, key: &str, body: &[u8], condition: Option<&str>) -> io::Result<bool> {
         let what = self.name(key);
@@ -176,6 +169,17 @@ struct RewriteAnswer {
 }
 
 impl Bucket for Client {
+    fn get_response(&self, key: &str) -> io::Result<(String, ureq::Response)> {
+        let what = self.name(key);
+        let url = format!("{}?alt=media", self.object_url(key));
+        let response = self.send(Op::Get, &what, "GET", &url, None)?;
+        Ok((what, response))
+    }
+
+    fn version_header(&self) -> &'static str {
+        "x-goog-generation"
+    }
+
     fn url(&self) -> String {
         format!("gs://{}", self.settings.bucket)
     }
@@ -226,21 +230,6 @@ impl Bucket for Client {
             objects,
             next: answer.next_page_token.filter(|t| !t.is_empty()),
         })
-    }
-
-    fn get_versioned(&self, key: &str, limit: u64, buf: &mut Vec<u8>) -> io::Result<String> {
-        let (what, response) = self.get_response(key)?;
-        let generation = response
-            .header("x-goog-generation")
-            .unwrap_or_default()
-            .to_string();
-        http::read_body(response, limit, buf, &what)?;
-        Ok(generation)
-    }
-
-    fn get_chunks(&self, key: &str, f: &mut dyn FnMut(&[u8])) -> io::Result<u64> {
-        let (what, response) = self.get_response(key)?;
-        http::stream_body(response, &what, f)
     }
 
     fn put(&self, key: &str, body: &[u8], only_if_absent: bool) -> io::Result<bool> {
@@ -334,35 +323,13 @@ impl Bucket for Client {
             &url,
             Some((&content_type, payload.into_bytes())),
         )?;
-        let answer_boundary = response
-            .header("Content-Type")
-            .and_then(http::boundary_of)
-            .ok_or_else(|| unreadable(&what, "not a multipart answer"))?;
-        let body = response.into_string().map_err(|e| unreadable(&what, e))?;
-        let parts = http::multipart_parts(&body, &answer_boundary);
-        let mut failed = Vec::new();
-        let mut answered = vec![false; keys.len()];
-        for (n, part) in parts.iter().enumerate() {
-            // Answers name their call (`<response-i>`); in order when they do not.
-            let i = part
-                .split("<response-")
+        // Answers name their call (`<response-i>`).
+        http::batch_failures(response, keys, &what, |part| {
+            part.split("<response-")
                 .nth(1)
                 .and_then(|r| r.split('>').next())
-                .and_then(|i| i.parse::<usize>().ok())
-                .unwrap_or(n);
-            let Some(key) = keys.get(i) else { continue };
-            answered[i] = true;
-            match http::part_status(part) {
-                // Gone already is deleted.
-                Some(s) if (200..300).contains(&s) || s == 404 => {}
-                Some(s) => failed.push((key.clone(), format!("HTTP {s}"))),
-                None => failed.push((key.clone(), "no answer in the batch".into())),
-            }
-        }
-        for (key, _) in keys.iter().zip(&answered).filter(|(_, a)| !**a) {
-            failed.push((key.clone(), "no answer in the batch".into()));
-        }
-        Ok(failed)
+                .and_then(|i| i.parse().ok())
+        })
     }
 
     fn requests(&self) -> Requests {

@@ -329,6 +329,47 @@ pub fn boundary_of(content_type: &str) -> Option<String> {
     })
 }
 
+/// The keys of a batch of deletes that failed, from the batch's `multipart/mixed` answer:
+/// `call_of` finds which call a part answers (each service names them its own way; in order
+/// when a part does not say). A key already gone is deleted; a call the answer does not
+/// mention failed.
+pub fn batch_failures(
+    response: ureq::Response,
+    keys: &[String],
+    what: &str,
+    call_of: fn(&str) -> Option<usize>,
+) -> io::Result<Vec<(String, String)>> {
+    let unreadable = |m: String| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("{what}: unreadable answer: {m}"),
+        )
+    };
+    let boundary = response
+        .header("Content-Type")
+        .and_then(boundary_of)
+        .ok_or_else(|| unreadable("not a multipart answer".into()))?;
+    let body = response
+        .into_string()
+        .map_err(|e| unreadable(e.to_string()))?;
+    let mut answered = vec![false; keys.len()];
+    let mut failed = Vec::new();
+    for (n, part) in multipart_parts(&body, &boundary).iter().enumerate() {
+        let i = call_of(part).unwrap_or(n);
+        let Some(key) = keys.get(i) else { continue };
+        answered[i] = true;
+        match part_status(part) {
+            Some(s) if (200..300).contains(&s) || s == 404 => {}
+            Some(s) => failed.push((key.clone(), format!("HTTP {s}"))),
+            None => failed.push((key.clone(), "no answer in the batch".into())),
+        }
+    }
+    for (key, _) in keys.iter().zip(&answered).filter(|(_, a)| !**a) {
+        failed.push((key.clone(), "no answer in the batch".into()));
+    }
+    Ok(failed)
+}
+
 /// The status of each HTTP response inside batch parts (`HTTP/1.1 204 No Content`), in order.
 pub fn part_status(part: &str) -> Option<u16> {
     let line = part.lines().find(|l| l.starts_with("HTTP/"))?;

@@ -98,20 +98,6 @@ impl Client {
         format!("s3://{}/{key}", self.settings.bucket)
     }
 
-    /// GET an object: its name for messages, and the response to read it from.
-    fn get_response(&self, key: &str) -> io::Result<(String, ureq::Response)> {
-        let what = self.name(key);
-        let creds = self.settings.credentials.as_ref();
-        let response = self.send(Op::Get, &what, || {
-            let action = self.bucket.get_object(creds, key);
-            (
-                self.transport.agent.get(action.sign(SIGNED_FOR).as_str()),
-                None,
-            )
-        })?;
-        Ok((what, response))
-    }
-
     /// PUT with an optional condition; false when the server refused it on that condition.
     fn put_if(&self, key: &str, body: &[u8], condition: Option<(&str, &str)>) -> io::Result<bool> {
         let what = self.name(key);
@@ -273,6 +259,19 @@ fn copy_part_size() -> u64 {
 }
 
 impl Bucket for Client {
+    fn get_response(&self, key: &str) -> io::Result<(String, ureq::Response)> {
+        let what = self.name(key);
+        let creds = self.settings.credentials.as_ref();
+        let response = self.send(Op::Get, &what, || {
+            let action = self.bucket.get_object(creds, key);
+            (
+                self.transport.agent.get(action.sign(SIGNED_FOR).as_str()),
+                None,
+            )
+        })?;
+        Ok((what, response))
+    }
+
     fn url(&self) -> String {
         format!("s3://{}", self.settings.bucket)
     }
@@ -330,18 +329,6 @@ impl Bucket for Client {
             objects,
             next: parsed.next_continuation_token,
         })
-    }
-
-    fn get_versioned(&self, key: &str, limit: u64, buf: &mut Vec<u8>) -> io::Result<String> {
-        let (what, response) = self.get_response(key)?;
-        let etag = response.header("ETag").unwrap_or_default().to_string();
-        http::read_body(response, limit, buf, &what)?;
-        Ok(etag)
-    }
-
-    fn get_chunks(&self, key: &str, f: &mut dyn FnMut(&[u8])) -> io::Result<u64> {
-        let (what, response) = self.get_response(key)?;
-        http::stream_body(response, &what, f)
     }
 
     fn put(&self, key: &str, body: &[u8], only_if_absent: bool) -> io::Result<bool> {

@@ -110,7 +110,10 @@ fn find_repositories(storage: &dyn Storage, prefix: &str) -> (Vec<String>, Diagn
     };
     let mut names = Vec::new();
     let mut children = Vec::new();
-    let mut is_repository = false;
+    // A directory with nothing in it is a repository with nothing in it: what a run killed
+    // between removing an empty repository's last part and its directory leaves, which the
+    // next run with --empty-repositories finishes.
+    let mut is_repository = entries.is_empty() && !prefix.is_empty();
     for entry in entries {
         let child_key = format!("{key}/{}", entry.name);
         if layout::REPOSITORY_MARKERS.contains(&entry.name.as_str()) && !prefix.is_empty() {
