@@ -608,4 +608,24 @@ fn blobs_above_the_copy_limit_and_abandoned_multipart_uploads_are_collected() {
     let mut got = Vec::new();
     client.get(&young_key, 1 << 20, &mut got).unwrap();
     assert_eq!(got, b"in flight");
+    // A copy in parts into the trash that a killed run left: the next real run aborts it.
+    let leaked = "reg/docker/registry/v2/.regsweep-trash/ab/sha256-leaked/data";
+    let (leaked_id, _) = s3::begin_multipart(&moto, "big", leaked, b"half a copy");
+    let before = moto.requests();
+    let dry = run_cmd(s3_cmd(&moto, cache.path(), &dry_args));
+    assert_eq!(dry.code, 0, "{}", dry.stderr);
+    assert_eq!(
+        moto.writes_since(&before),
+        0,
+        "the dry run aborted something"
+    );
+    let lines_before = s3::request_lines(&moto).len();
+    let again = run_cmd(s3_cmd(&moto, cache.path(), &args));
+    assert_eq!(again.code, 0, "{}", again.stderr);
+    let seen = s3::request_lines(&moto).split_off(lines_before);
+    assert!(
+        seen.iter()
+            .any(|l| l.starts_with("DELETE ") && l.contains(&format!("uploadId={leaked_id}"))),
+        "the leaked copy was not aborted: {seen:#?}"
+    );
 }

@@ -166,8 +166,9 @@ pub trait Storage: Sync + Send {
         self.display("")
     }
 
-    /// Finish what an interrupted [`Storage::remove_links`] left half done. Returns how many
-    /// directories it removed.
+    /// Finish what an interrupted run left half done before anything else happens (a real
+    /// run, under the lock): the directories of an interrupted [`Storage::remove_links`] on a
+    /// filesystem, copies in parts into the trash on S3. Returns how many it finished.
     fn finish_removals(&self) -> io::Result<usize> {
         Ok(0)
     }

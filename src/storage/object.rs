@@ -591,6 +591,19 @@ impl Storage for ObjectStorage {
         Ok(())
     }
 
+    fn finish_removals(&self) -> io::Result<usize> {
+        // A killed run's copies in parts into the trash never complete, and the store keeps
+        // their parts: only regsweep writes there and this run holds the lock, so every one is
+        // a leftover. Best effort: they cost storage, not correctness.
+        let prefix = format!("{}/", self.full(layout::TRASH));
+        let leaked = self.client.list_multipart(&prefix).unwrap_or_default();
+        let aborted = leaked
+            .par_iter()
+            .filter(|m| self.client.abort_multipart(m).is_ok())
+            .count();
+        Ok(aborted)
+    }
+
     fn pending_uploads(&self, dir: &str) -> io::Result<Vec<PendingUpload>> {
         let all = self.all_pending()?;
         let under = format!("{dir}/");
