@@ -43,7 +43,6 @@ fn run(emulator: &Emulator, cache: &Path, args: &[&str]) -> Ran {
 
 fn run_with(emulator: &Emulator, cache: &Path, args: &[&str], env: &[(&str, &str)]) -> Ran {
     let mut cmd = regsweep();
-    cmd.envs(env.iter().copied());
     cmd.args(args).arg("--cache-dir").arg(cache);
     for var in [
         "STORAGE_EMULATOR_HOST",
@@ -55,6 +54,8 @@ fn run_with(emulator: &Emulator, cache: &Path, args: &[&str], env: &[(&str, &str
     for (k, v) in emulator.env() {
         cmd.env(k, v);
     }
+    // The caller's own last: they may point the run elsewhere.
+    cmd.envs(env.iter().copied());
     let out = cmd.output().expect("run regsweep");
     Ran {
         code: out.status.code().unwrap_or(-1),
@@ -658,5 +659,68 @@ fn unreferenced_for_waits_a_day_in_each_store() {
         let second = night(25);
         assert_eq!(second.code, 0, "{store:?}: {}", second.stderr);
         assert_eq!(deleted(&report(&second)), dead, "{store:?}");
+    }
+}
+
+#[test]
+fn throttled_requests_are_retried_and_the_rate_can_be_capped() {
+    for store in STORES {
+        if !available(store) {
+            continue;
+        }
+        let emulator = Emulator::start(store);
+        let client = emulator.create_bucket("busy");
+        let fixture = aged_copy("registry");
+        load_tree(client.as_ref(), "reg", fixture.path()).unwrap();
+        let url = format!("{}://busy/reg", emulator.scheme());
+        let args = [
+            "gc",
+            "-d",
+            "-m",
+            "--min-age",
+            "0",
+            "--json",
+            "-",
+            url.as_str(),
+        ];
+        let cache = tempfile::tempdir().unwrap();
+        let plain = report(&run(&emulator, cache.path(), &args));
+
+        // The service says "slow down" to the first connections: the run waits and goes on.
+        let proxy = support::emulators::throttling_proxy(store, emulator.port, 3);
+        // Reached the way each cloud's tools reach an emulator, here the proxy.
+        let (var, value) = match store {
+            Store::Gcs => ("STORAGE_EMULATOR_HOST", proxy.clone()),
+            Store::Azure => (
+                "AZURE_STORAGE_CONNECTION_STRING",
+                format!(
+                    "AccountName={0};AccountKey={1};BlobEndpoint=http://{proxy}/{0};",
+                    support::emulators::AZURITE_ACCOUNT,
+                    support::emulators::AZURITE_KEY
+                ),
+            ),
+        };
+        let fresh = tempfile::tempdir().unwrap();
+        let throttled = run_with(&emulator, fresh.path(), &args, &[(var, value.as_str())]);
+        assert_eq!(throttled.code, 0, "{store:?}: {}", throttled.stderr);
+        let throttled = report(&throttled);
+        assert_eq!(throttled.deleted.blobs, plain.deleted.blobs, "{store:?}");
+        assert_eq!(throttled.deleted.manifests, plain.deleted.manifests);
+        let r = throttled.requests.unwrap();
+        assert!(r.retries >= 3, "{store:?}: {r:?}");
+
+        // --max-requests-per-second spaces every request out.
+        let fresh = tempfile::tempdir().unwrap();
+        let mut capped = args.to_vec();
+        capped.extend(["--max-requests-per-second", "20"]);
+        let started = std::time::Instant::now();
+        let slow = report(&run(&emulator, fresh.path(), &capped));
+        let took = started.elapsed().as_secs_f64();
+        let sent = slow.requests.unwrap().total() as f64;
+        assert!(
+            took >= (sent - 1.0) / 20.0,
+            "{store:?}: {sent} requests in {took:.2} s at 20 a second"
+        );
+        assert_eq!(slow.deleted.blobs, plain.deleted.blobs);
     }
 }

@@ -280,3 +280,74 @@ pub fn download_tree(client: &dyn Bucket, prefix: &str, root: &Path) {
         }
     }
 }
+
+/// A proxy in front of an emulator that answers the first `throttled` connections with the
+/// service's throttling answer (GCS 429 rateLimitExceeded, Azure 503 ServerBusy) and closes
+/// them, and passes every other connection through. Returns its address (`127.0.0.1:port`).
+pub fn throttling_proxy(store: Store, upstream: u16, throttled: usize) -> String {
+    use std::io::{Read, Write};
+    use std::net::{TcpListener, TcpStream};
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    std::thread::spawn(move || {
+        for (n, client) in listener.incoming().enumerate() {
+            let Ok(mut client) = client else { continue };
+            if n < throttled {
+                // Read the request's head and body, then refuse it the service's way.
+                let mut got = Vec::new();
+                let mut buf = [0u8; 8192];
+                while let Ok(k) = client.read(&mut buf) {
+                    if k == 0 {
+                        break;
+                    }
+                    got.extend_from_slice(&buf[..k]);
+                    let text = String::from_utf8_lossy(&got);
+                    if let Some(end) = text.find("\r\n\r\n") {
+                        let length: usize = text[..end]
+                            .lines()
+                            .find_map(|l| {
+                                l.to_ascii_lowercase()
+                                    .strip_prefix("content-length:")
+                                    .and_then(|v| v.trim().parse().ok())
+                            })
+                            .unwrap_or(0);
+                        if got.len() >= end + 4 + length {
+                            break;
+                        }
+                    }
+                }
+                let (status, body) = match store {
+                    Store::Gcs => (
+                        "429 Too Many Requests",
+                        r#"{"error":{"code":429,"message":"rateLimitExceeded"}}"#,
+                    ),
+                    Store::Azure => (
+                        "503 Server Busy",
+                        "<?xml version=\"1.0\"?><Error><Code>ServerBusy</Code><Message>Ingress is over the account limit.</Message></Error>",
+                    ),
+                };
+                let _ = write!(
+                    client,
+                    "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                continue;
+            }
+            std::thread::spawn(move || {
+                let Ok(server) = TcpStream::connect(("127.0.0.1", upstream)) else {
+                    return;
+                };
+                let (mut c2, mut s2) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+                let up = std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut c2, &mut s2);
+                    let _ = s2.shutdown(std::net::Shutdown::Write);
+                });
+                let (mut c3, mut s3) = (client, server);
+                let _ = std::io::copy(&mut s3, &mut c3);
+                let _ = c3.shutdown(std::net::Shutdown::Write);
+                let _ = up.join();
+            });
+        }
+    });
+    addr
+}
