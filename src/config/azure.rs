@@ -16,7 +16,6 @@ use std::path::{Path, PathBuf};
 use serde_norway::Value;
 
 use super::file::param;
-use super::redis::RegistryCache;
 use super::{var, Backend, Resolved};
 use crate::error::{Error, Result};
 
@@ -106,17 +105,11 @@ pub(super) fn from_url(
     endpoint: Option<&str>,
     env: &[(String, String)],
 ) -> Result<Resolved> {
-    let (container, prefix) = rest.split_once('/').unwrap_or((rest, ""));
-    if container.is_empty() {
-        return Err(Error::target(
-            target,
-            "names no container (azblob://CONTAINER/PREFIX)",
-        ));
-    }
+    let (container, prefix) = super::bucket_and_prefix(target, rest, "azblob://CONTAINER/PREFIX")?;
     let (account, key, endpoint) =
         reach((None, None, None), endpoint, env).map_err(|m| Error::target(target, m))?;
-    Ok(Resolved {
-        backend: Backend::Azure {
+    Ok(super::url_target(
+        Backend::Azure {
             settings: Box::new(Settings {
                 endpoint,
                 account,
@@ -124,12 +117,10 @@ pub(super) fn from_url(
                 container: container.to_string(),
                 ca_bundle: var(env, "SSL_CERT_FILE").map(PathBuf::from),
             }),
-            prefix: prefix.trim_matches('/').to_string(),
+            prefix,
         },
-        source: "the container named on the command line".into(),
-        warnings: Vec::new(),
-        cache: RegistryCache::Unknown,
-    })
+        "the container named on the command line",
+    ))
 }
 
 /// The azure driver's parameters.

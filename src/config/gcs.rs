@@ -13,7 +13,6 @@ use std::path::{Path, PathBuf};
 use serde_norway::Value;
 
 use super::file::param;
-use super::redis::RegistryCache;
 use super::{var, Backend, Resolved};
 use crate::error::{Error, Result};
 
@@ -112,33 +111,25 @@ pub(super) fn from_url(
     endpoint: Option<&str>,
     env: &[(String, String)],
 ) -> Result<Resolved> {
-    let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
-    if bucket.is_empty() {
-        return Err(Error::target(
-            target,
-            "names no bucket (gs://BUCKET/PREFIX)",
-        ));
-    }
+    let (bucket, prefix) = super::bucket_and_prefix(target, rest, "gs://BUCKET/PREFIX")?;
     let (endpoint, emulator) = reach(endpoint, env).map_err(|m| Error::target(target, m))?;
     let credentials = if emulator {
         Credentials::None
     } else {
         default_credentials(env).map_err(|m| Error::target(target, m))?
     };
-    Ok(Resolved {
-        backend: Backend::Gcs {
+    Ok(super::url_target(
+        Backend::Gcs {
             settings: Box::new(Settings {
                 endpoint,
                 bucket: bucket.to_string(),
                 credentials,
                 ca_bundle: var(env, "SSL_CERT_FILE").map(PathBuf::from),
             }),
-            prefix: prefix.trim_matches('/').to_string(),
+            prefix,
         },
-        source: "the bucket named on the command line".into(),
-        warnings: Vec::new(),
-        cache: RegistryCache::Unknown,
-    })
+        "the bucket named on the command line",
+    ))
 }
 
 /// The gcs driver's parameters.

@@ -136,6 +136,36 @@ pub fn resolve_with_env(
     file::read(target, endpoint, &env)
 }
 
+/// `BUCKET/PREFIX` of a URL target (`form` shows the URL's shape in the refusal), the prefix
+/// without slashes around it.
+pub(crate) fn bucket_and_prefix<'a>(
+    target: &Path,
+    rest: &'a str,
+    form: &str,
+) -> Result<(&'a str, String)> {
+    let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+    if bucket.is_empty() {
+        let what = if form.contains("CONTAINER") {
+            "container"
+        } else {
+            "bucket"
+        };
+        return Err(Error::target(target, format!("names no {what} ({form})")));
+    }
+    Ok((bucket, prefix.trim_matches('/').to_string()))
+}
+
+/// What a URL target resolved to: nothing from a registry config (no warnings, its cache
+/// unknown).
+pub(crate) fn url_target(backend: Backend, source: &str) -> Resolved {
+    Resolved {
+        backend,
+        source: source.to_string(),
+        warnings: Vec::new(),
+        cache: RegistryCache::Unknown,
+    }
+}
+
 pub(crate) fn var<'a>(env: &'a [(String, String)], name: &str) -> Option<&'a str> {
     env.iter()
         .find(|(k, _)| k == name)

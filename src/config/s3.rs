@@ -8,7 +8,6 @@ use rusty_s3::Credentials;
 use serde_norway::Value;
 
 use super::file::param;
-use super::redis::RegistryCache;
 use super::{var, Backend, Resolved};
 use crate::error::{Error, Result};
 
@@ -114,13 +113,7 @@ pub(super) fn from_url(
     s3_endpoint: Option<&str>,
     env: &[(String, String)],
 ) -> Result<Resolved> {
-    let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
-    if bucket.is_empty() {
-        return Err(Error::target(
-            target,
-            "names no bucket (s3://BUCKET/PREFIX)",
-        ));
-    }
+    let (bucket, prefix) = super::bucket_and_prefix(target, rest, "s3://BUCKET/PREFIX")?;
     let region = var(env, "AWS_REGION")
         .or_else(|| var(env, "AWS_DEFAULT_REGION"))
         .unwrap_or("us-east-1")
@@ -131,8 +124,8 @@ pub(super) fn from_url(
         None => endpoint_url(&format!("s3.{region}.amazonaws.com"), true),
     }
     .map_err(|m| Error::target(target, m))?;
-    Ok(Resolved {
-        backend: Backend::S3 {
+    Ok(super::url_target(
+        Backend::S3 {
             settings: Box::new(Settings {
                 endpoint,
                 region,
@@ -142,12 +135,10 @@ pub(super) fn from_url(
                 credentials: aws_credentials(env),
                 ca_bundle: ca_bundle(env),
             }),
-            prefix: prefix.trim_matches('/').to_string(),
+            prefix,
         },
-        source: "the bucket named on the command line".into(),
-        warnings: Vec::new(),
-        cache: RegistryCache::Unknown,
-    })
+        "the bucket named on the command line",
+    ))
 }
 
 /// The s3 driver's parameters.
