@@ -42,40 +42,31 @@ pub fn now() -> SystemTime {
 /// Keys a listing page asks for: the store's page, or `REGSWEEP_TEST_PAGE_SIZE` in the test
 /// build, so that a small bucket is listed in many pages.
 pub fn page_size(default: usize) -> usize {
-    #[cfg(feature = "test-hooks")]
-    if let Some(n) = std::env::var("REGSWEEP_TEST_PAGE_SIZE")
-        .ok()
-        .and_then(|n| n.parse().ok())
-    {
-        return n;
-    }
-    default
+    number("REGSWEEP_TEST_PAGE_SIZE", default)
 }
 
 /// How many ranges a listing is split into after its first page: as judged from that page,
 /// or `REGSWEEP_TEST_LIST_RANGES` in the test build, so that a small bucket is listed in
 /// parallel ranges.
 pub fn list_ranges(judged: usize) -> usize {
-    #[cfg(feature = "test-hooks")]
-    if let Some(n) = std::env::var("REGSWEEP_TEST_LIST_RANGES")
-        .ok()
-        .and_then(|n| n.parse().ok())
-    {
-        return n;
-    }
-    judged
+    number("REGSWEEP_TEST_LIST_RANGES", judged)
 }
 
 /// The size above which S3 copies an object part by part: S3's own limit, or
 /// `REGSWEEP_TEST_COPY_LIMIT` in the test build, so that a test need not move 5 GiB.
 pub fn copy_limit(default: u64) -> u64 {
+    number("REGSWEEP_TEST_COPY_LIMIT", default)
+}
+
+/// The number in the test build's variable `name`, else `default`; always `default` without the
+/// feature.
+fn number<T: std::str::FromStr>(name: &str, default: T) -> T {
     #[cfg(feature = "test-hooks")]
-    if let Some(n) = std::env::var("REGSWEEP_TEST_COPY_LIMIT")
-        .ok()
-        .and_then(|n| n.parse().ok())
-    {
+    if let Some(n) = std::env::var(name).ok().and_then(|n| n.parse().ok()) {
         return n;
     }
+    #[cfg(not(feature = "test-hooks"))]
+    let _ = name;
     default
 }
 

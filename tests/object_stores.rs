@@ -15,11 +15,11 @@ use regsweep::gc::report::GcReport;
 use regsweep::registry::digest::Digest;
 use regsweep::storage::object::load_tree;
 use regsweep::synth::Preset;
-use support::emulators::{available, download_tree, Emulator, Store};
+use support::emulators::{available, blobs_in, download_tree, Emulator, Store};
 use support::pull::{check_scenario_after_gc, peers};
 use support::registry::Registry;
 use support::scenario;
-use support::tree::{aged_copy, blobs_on_disk, regsweep};
+use support::tree::{aged_copy, regsweep};
 
 const STORES: [Store; 2] = [Store::Gcs, Store::Azure];
 
@@ -71,13 +71,6 @@ fn report(r: &Ran) -> GcReport {
 
 fn deleted(r: &GcReport) -> BTreeSet<Digest> {
     r.deleted.blobs.iter().map(|b| b.digest.clone()).collect()
-}
-
-/// The blob digests with a `data` object under `prefix` in the bucket.
-fn blobs_in(emulator: &Emulator, bucket: &str, prefix: &str) -> BTreeSet<Digest> {
-    let dir = tempfile::tempdir().unwrap();
-    download_tree(emulator.client(bucket).as_ref(), prefix, dir.path());
-    blobs_on_disk(dir.path())
 }
 
 #[test]
@@ -235,20 +228,10 @@ fn the_same_registry_on_disk_and_in_each_store_gives_the_same_deletion_sets() {
 
 /// How many files a registry tree holds (each is one key in a bucket).
 fn generated_keys(root: &Path) -> usize {
-    fn walk(dir: &Path) -> usize {
-        std::fs::read_dir(dir)
-            .unwrap()
-            .flatten()
-            .map(|e| {
-                if e.file_type().unwrap().is_dir() {
-                    walk(&e.path())
-                } else {
-                    1
-                }
-            })
-            .sum()
-    }
-    walk(&root.join("docker/registry/v2"))
+    walkdir::WalkDir::new(root.join("docker/registry/v2"))
+        .into_iter()
+        .filter(|e| e.as_ref().is_ok_and(|e| e.file_type().is_file()))
+        .count()
 }
 
 #[test]
@@ -334,9 +317,11 @@ fn a_tree_the_real_registry_wrote_is_collected_in_each_store_and_still_pulls() {
         assert!(refused.stderr.contains("another run"), "{}", refused.stderr);
         client.delete(lock).unwrap();
 
-        // Older than the run's own start, so that no later look takes them for a push.
+        let blobs_before = blobs_in(client.as_ref(), "reg");
+        // Older than the run's own start, so that no later look takes them for a push; and
+        // the server's log has written the lines of the requests before (Azurite writes
+        // them a moment after answering).
         std::thread::sleep(Duration::from_secs(3));
-        let blobs_before = blobs_in(&emulator, "registry", "reg");
         let before = emulator.log().len();
         let real = run(
             &emulator,
@@ -348,6 +333,7 @@ fn a_tree_the_real_registry_wrote_is_collected_in_each_store_and_still_pulls() {
         // The server logs each call of a batch as well as the batch: the calls that came as
         // requests of their own are checked against the report, and the batches bound the
         // deletes.
+        std::thread::sleep(Duration::from_secs(1));
         let seen = emulator.log().split_off(before);
         let batches = seen
             .iter()
@@ -356,7 +342,7 @@ fn a_tree_the_real_registry_wrote_is_collected_in_each_store_and_still_pulls() {
         let deletes = seen.iter().filter(|(m, _)| m == "DELETE").count();
         let others = seen.len() - batches - deletes;
         let gone: BTreeSet<Digest> = blobs_before
-            .difference(&blobs_in(&emulator, "registry", "reg"))
+            .difference(&blobs_in(client.as_ref(), "reg"))
             .cloned()
             .collect();
         assert_eq!(

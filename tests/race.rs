@@ -19,6 +19,7 @@ use std::time::Duration;
 
 use regsweep::gc::report::GcReport;
 use regsweep::registry::digest::{Algorithm, Digest};
+use support::emulators::blobs_in;
 use support::images::{
     push_as_a_client, push_image, push_with_retry, Format, Pushed, OCI_INDEX, OCI_MANIFEST,
 };
@@ -26,7 +27,7 @@ use support::pause::Paused;
 use support::pull::{peers, verify_image};
 use support::redis_server::{self, Redis};
 use support::registry::{Client, Registry};
-use support::s3::{self, blobs_in, Moto};
+use support::s3::{self, Moto};
 use support::tree::{age_tree, blobs_on_disk, regsweep};
 
 /// Every pause point of a real `gc` run, in the order the run reaches them.

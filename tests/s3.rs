@@ -15,9 +15,10 @@ use std::time::Duration;
 use regsweep::gc::report::GcReport;
 use regsweep::registry::digest::Digest;
 use regsweep::synth::Preset;
+use support::emulators::blobs_in;
 use support::pull::{check_scenario_after_gc, peers, reference_dry_run_config, skopeo_push_layout};
 use support::registry::Registry;
-use support::s3::{self, blobs_in, Moto};
+use support::s3::{self, Moto};
 use support::scenario;
 use support::tree::{aged_copy, regsweep};
 

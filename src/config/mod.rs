@@ -166,6 +166,11 @@ pub(crate) fn url_target(backend: Backend, source: &str) -> Resolved {
     }
 }
 
+/// A CA bundle to trust besides the public roots, as OpenSSL-based tools find it.
+pub(crate) fn ssl_cert_file(env: &[(String, String)]) -> Option<PathBuf> {
+    var(env, "SSL_CERT_FILE").map(PathBuf::from)
+}
+
 pub(crate) fn var<'a>(env: &'a [(String, String)], name: &str) -> Option<&'a str> {
     env.iter()
         .find(|(k, _)| k == name)

@@ -49,8 +49,8 @@ pub fn redacted(url: &url::Url) -> String {
 /// the registry's s3 driver read), else `SSL_CERT_FILE` (what OpenSSL-based tools read).
 fn ca_bundle(env: &[(String, String)]) -> Option<PathBuf> {
     var(env, "AWS_CA_BUNDLE")
-        .or_else(|| var(env, "SSL_CERT_FILE"))
         .map(PathBuf::from)
+        .or_else(|| super::ssl_cert_file(env))
 }
 
 /// Credentials from the standard AWS environment variables, else the shared credentials file

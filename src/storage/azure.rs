@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime};
 use base64::Engine as _;
 
 use super::bucket::{md5_from_base64, Bucket, Listed, Page};
-use super::http::{self, encode, Op, Transport};
+use super::http::{self, encode, unreadable, xml_text, xml_unescape, Op, Transport};
 use super::Requests;
 use crate::config::azure::Settings;
 
@@ -28,33 +28,6 @@ pub struct Client {
     base_path: String,
     key: Vec<u8>,
     transport: Transport,
-}
-
-/// What a failed request says: Azure answers `<Error><Code>…</Code><Message>…`.
-fn status_error(status: u16, body: &str, what: &str) -> io::Error {
-    let tag = |t: &str| {
-        let open = format!("<{t}>");
-        let start = body.find(&open)? + open.len();
-        let end = body[start..].find(&format!("</{t}>"))? + start;
-        Some(body[start..end].lines().next().unwrap_or("").to_string())
-    };
-    io::Error::new(
-        http::kind_of(status),
-        format!(
-            "{what}: HTTP {status} {} {}",
-            tag("Code").unwrap_or_default(),
-            tag("Message").unwrap_or_default()
-        )
-        .trim_end()
-        .to_string(),
-    )
-}
-
-fn unreadable(what: &str, e: impl std::fmt::Display) -> io::Error {
-    io::Error::new(
-        io::ErrorKind::InvalidData,
-        format!("{what}: unreadable answer: {e}"),
-    )
 }
 
 /// RFC 1123 time, as `x-ms-date` and listings carry it: `Mon, 30 Nov 2026 01:21:57 GMT`.
@@ -118,51 +91,6 @@ fn civil_from_days(z: i64) -> (i64, i64, i64) {
     (yoe + era * 400 + i64::from(m <= 2), m, d)
 }
 
-/// Undo XML's escapes in a listed name.
-fn unescape(s: &str) -> String {
-    if !s.contains('&') {
-        return s.to_string();
-    }
-    let mut out = String::with_capacity(s.len());
-    let mut rest = s;
-    while let Some(i) = rest.find('&') {
-        out.push_str(&rest[..i]);
-        let tail = &rest[i..];
-        let Some(end) = tail.find(';') else {
-            out.push_str(tail);
-            return out;
-        };
-        let entity = &tail[1..end];
-        let c = match entity {
-            "amp" => Some('&'),
-            "lt" => Some('<'),
-            "gt" => Some('>'),
-            "quot" => Some('"'),
-            "apos" => Some('\''),
-            e => e
-                .strip_prefix("#x")
-                .and_then(|h| u32::from_str_radix(h, 16).ok())
-                .or_else(|| e.strip_prefix('#').and_then(|d| d.parse().ok()))
-                .and_then(char::from_u32),
-        };
-        match c {
-            Some(c) => out.push(c),
-            None => out.push_str(&tail[..=end]),
-        }
-        rest = &tail[end + 1..];
-    }
-    out.push_str(rest);
-    out
-}
-
-/// The text of `<tag>` in `xml`.
-fn tag<'a>(xml: &'a str, name: &str) -> Option<&'a str> {
-    let open = format!("<{name}>");
-    let start = xml.find(&open)? + open.len();
-    let end = xml[start..].find(&format!("</{name}>"))? + start;
-    Some(&xml[start..end])
-}
-
 impl Client {
     pub fn new(settings: Settings, max_requests_per_second: Option<f64>) -> io::Result<Client> {
         let key = base64::engine::general_purpose::STANDARD
@@ -176,7 +104,7 @@ impl Client {
         let transport = Transport::new(
             settings.ca_bundle.as_deref(),
             max_requests_per_second,
-            status_error,
+            http::xml_status_error,
         )?;
         Ok(Client {
             base: settings.endpoint.as_str().trim_end_matches('/').to_string(),
@@ -374,19 +302,20 @@ impl Bucket for Client {
         let mut objects = Vec::new();
         for blob in body.split("<Blob>").skip(1) {
             let name =
-                tag(blob, "Name").ok_or_else(|| unreadable(&what, "a blob without a name"))?;
+                xml_text(blob, "Name").ok_or_else(|| unreadable(&what, "a blob without a name"))?;
             objects.push(Listed {
-                key: unescape(name),
-                size: tag(blob, "Content-Length")
+                key: xml_unescape(name),
+                size: xml_text(blob, "Content-Length")
                     .and_then(|s| s.parse().ok())
                     .unwrap_or(0),
-                modified: tag(blob, "Last-Modified").map_or_else(SystemTime::now, parse_rfc1123),
-                md5: tag(blob, "Content-MD5").and_then(md5_from_base64),
+                modified: xml_text(blob, "Last-Modified")
+                    .map_or_else(SystemTime::now, parse_rfc1123),
+                md5: xml_text(blob, "Content-MD5").and_then(md5_from_base64),
             });
         }
-        let next = tag(&body, "NextMarker")
+        let next = xml_text(&body, "NextMarker")
             .filter(|m| !m.is_empty())
-            .map(unescape);
+            .map(xml_unescape);
         Ok(Page { objects, next })
     }
 
@@ -541,12 +470,5 @@ mod tests {
         ] {
             assert!(parse_rfc1123(bad) >= now, "{bad:?}");
         }
-    }
-
-    #[test]
-    fn listed_names_unescaped() {
-        assert_eq!(unescape("a&amp;b&lt;c&#x41;&#66;"), "a&b<cAB");
-        assert_eq!(unescape("plain"), "plain");
-        assert_eq!(unescape("a&bogus;b&"), "a&bogus;b&");
     }
 }

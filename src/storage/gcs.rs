@@ -8,7 +8,7 @@ use std::io;
 
 use super::bucket::{md5_from_base64, Bucket, Listed, Page};
 use super::gcs_token::Tokens;
-use super::http::{self, encode, Op, Transport};
+use super::http::{self, encode, unreadable, Op, Transport};
 use super::Requests;
 use crate::config::gcs::Settings;
 
@@ -39,13 +39,6 @@ fn status_error(status: u16, body: &str, what: &str) -> io::Error {
         format!("{what}: HTTP {status} {message}")
             .trim_end()
             .to_string(),
-    )
-}
-
-fn unreadable(what: &str, e: impl std::fmt::Display) -> io::Error {
-    io::Error::new(
-        io::ErrorKind::InvalidData,
-        format!("{what}: unreadable answer: {e}"),
     )
 }
 

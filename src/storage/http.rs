@@ -183,6 +183,75 @@ pub fn kind_of(status: u16) -> io::ErrorKind {
     }
 }
 
+/// The text between the first `<name>` and the `</name>` after it: enough for the few fixed
+/// answers S3 and Azure give (their names are escaped, so no tag hides inside a text).
+pub fn xml_text<'a>(xml: &'a str, name: &str) -> Option<&'a str> {
+    let open = format!("<{name}>");
+    let start = xml.find(&open)? + open.len();
+    let end = xml[start..].find(&format!("</{name}>"))? + start;
+    Some(&xml[start..end])
+}
+
+/// Undo XML's escapes (the five named entities and numeric ones) in a text.
+pub fn xml_unescape(s: &str) -> String {
+    if !s.contains('&') {
+        return s.to_string();
+    }
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(i) = rest.find('&') {
+        out.push_str(&rest[..i]);
+        let tail = &rest[i..];
+        let Some(end) = tail.find(';') else {
+            out.push_str(tail);
+            return out;
+        };
+        let entity = &tail[1..end];
+        let c = match entity {
+            "amp" => Some('&'),
+            "lt" => Some('<'),
+            "gt" => Some('>'),
+            "quot" => Some('"'),
+            "apos" => Some('\''),
+            e => e
+                .strip_prefix("#x")
+                .and_then(|h| u32::from_str_radix(h, 16).ok())
+                .or_else(|| e.strip_prefix('#').and_then(|d| d.parse().ok()))
+                .and_then(char::from_u32),
+        };
+        match c {
+            Some(c) => out.push(c),
+            None => out.push_str(&tail[..=end]),
+        }
+        rest = &tail[end + 1..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// What a refused request says where the service answers `<Error><Code>…</Code><Message>…`
+/// (S3, Azure): the status, the code and the message's first line.
+pub fn xml_status_error(status: u16, body: &str, what: &str) -> io::Error {
+    let code = xml_text(body, "Code").unwrap_or("");
+    let message = xml_text(body, "Message")
+        .and_then(|m| m.lines().next())
+        .unwrap_or("");
+    io::Error::new(
+        kind_of(status),
+        format!("{what}: HTTP {status} {code} {message}")
+            .trim_end()
+            .to_string(),
+    )
+}
+
+/// An answer that could not be read, or not understood.
+pub fn unreadable(what: &str, e: impl std::fmt::Display) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidData,
+        format!("{what}: unreadable answer: {e}"),
+    )
+}
+
 /// Read a whole response body, at most `limit` bytes, into `buf`.
 pub fn read_body(
     response: ureq::Response,
@@ -339,19 +408,11 @@ pub fn batch_failures(
     what: &str,
     call_of: fn(&str) -> Option<usize>,
 ) -> io::Result<Vec<(String, String)>> {
-    let unreadable = |m: String| {
-        io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!("{what}: unreadable answer: {m}"),
-        )
-    };
     let boundary = response
         .header("Content-Type")
         .and_then(boundary_of)
-        .ok_or_else(|| unreadable("not a multipart answer".into()))?;
-    let body = response
-        .into_string()
-        .map_err(|e| unreadable(e.to_string()))?;
+        .ok_or_else(|| unreadable(what, "not a multipart answer"))?;
+    let body = response.into_string().map_err(|e| unreadable(what, e))?;
     let mut answered = vec![false; keys.len()];
     let mut failed = Vec::new();
     for (n, part) in multipart_parts(&body, &boundary).iter().enumerate() {
@@ -413,5 +474,12 @@ mod tests {
             boundary_of("multipart/mixed; boundary=\"batch_1\"").as_deref(),
             Some("batch_1")
         );
+    }
+
+    #[test]
+    fn xml_texts_unescaped() {
+        assert_eq!(xml_unescape("a&amp;b&lt;c&#x41;&#66;"), "a&b<cAB");
+        assert_eq!(xml_unescape("plain"), "plain");
+        assert_eq!(xml_unescape("a&bogus;b&"), "a&bogus;b&");
     }
 }

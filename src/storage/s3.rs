@@ -11,7 +11,7 @@ use rusty_s3::actions::{ListObjectsV2, ObjectIdentifier, S3Action};
 use rusty_s3::UrlStyle;
 
 use super::bucket::{md5_from_hex, Bucket, Listed, Multipart, Page};
-use super::http::{self, Op, Transport};
+use super::http::{self, xml_text, xml_unescape, Op, Transport};
 use super::Requests;
 use crate::config::s3::Settings;
 
@@ -30,24 +30,6 @@ pub struct Client {
     bucket: rusty_s3::Bucket,
     settings: Settings,
     transport: Transport,
-}
-
-/// What a failed request says: an HTTP status with S3's error code.
-fn status_error(status: u16, body: &str, what: &str) -> io::Error {
-    let code = between(body, "<Code>", "</Code>").unwrap_or("");
-    let message = between(body, "<Message>", "</Message>").unwrap_or("");
-    io::Error::new(
-        http::kind_of(status),
-        format!("{what}: HTTP {status} {code} {message}")
-            .trim_end()
-            .to_string(),
-    )
-}
-
-fn between<'a>(s: &'a str, open: &str, close: &str) -> Option<&'a str> {
-    let start = s.find(open)? + open.len();
-    let end = s[start..].find(close)? + start;
-    Some(&s[start..end])
 }
 
 impl Client {
@@ -76,7 +58,7 @@ impl Client {
         let transport = Transport::new(
             settings.ca_bundle.as_deref(),
             max_requests_per_second,
-            status_error,
+            http::xml_status_error,
         )?;
         Ok(Client {
             bucket,
@@ -146,7 +128,7 @@ impl Client {
             .into_string()
             .map_err(|e| io::Error::new(e.kind(), format!("{what}: unreadable answer: {e}")))?;
         if !copied(&body, "CopyObjectResult") {
-            return Err(status_error(500, &body, what));
+            return Err(http::xml_status_error(500, &body, what));
         }
         Ok(())
     }
@@ -197,11 +179,11 @@ impl Client {
                 let body = response.into_string().map_err(|e| {
                     io::Error::new(e.kind(), format!("{what}: unreadable answer: {e}"))
                 })?;
-                match between(&body, "<ETag>", "</ETag>") {
+                match xml_text(&body, "ETag") {
                     Some(etag) if copied(&body, "CopyPartResult") => {
                         Ok(etag.replace("&quot;", "\"").trim_matches('"').to_string())
                     }
-                    _ => Err(status_error(500, &body, what)),
+                    _ => Err(http::xml_status_error(500, &body, what)),
                 }
             })
             .collect();
@@ -225,7 +207,7 @@ impl Client {
             if copied(&body, "CompleteMultipartUploadResult") {
                 Ok(())
             } else {
-                Err(status_error(500, &body, what))
+                Err(http::xml_status_error(500, &body, what))
             }
         });
         if completed.is_err() {
@@ -436,22 +418,20 @@ impl Bucket for Client {
                 ));
             }
             for upload in body.split("<Upload>").skip(1) {
-                let (Some(key), Some(id)) = (
-                    between(upload, "<Key>", "</Key>"),
-                    between(upload, "<UploadId>", "</UploadId>"),
-                ) else {
+                let (Some(key), Some(id)) = (xml_text(upload, "Key"), xml_text(upload, "UploadId"))
+                else {
                     continue;
                 };
                 out.push(Multipart {
                     key: xml_unescape(key),
                     upload_id: xml_unescape(id),
-                    initiated: http::listed_time(between(upload, "<Initiated>", "</Initiated>")),
+                    initiated: http::listed_time(xml_text(upload, "Initiated")),
                 });
             }
-            let truncated = between(&body, "<IsTruncated>", "</IsTruncated>") == Some("true");
+            let truncated = xml_text(&body, "IsTruncated") == Some("true");
             let next = (
-                between(&body, "<NextKeyMarker>", "</NextKeyMarker>"),
-                between(&body, "<NextUploadIdMarker>", "</NextUploadIdMarker>"),
+                xml_text(&body, "NextKeyMarker"),
+                xml_text(&body, "NextUploadIdMarker"),
             );
             match (truncated, next) {
                 (true, (Some(k), Some(i))) if !k.is_empty() => {
@@ -488,15 +468,14 @@ impl Bucket for Client {
                 .into_string()
                 .map_err(|e| io::Error::new(e.kind(), format!("{what}: {e}")))?;
             for part in body.split("<Part>").skip(1) {
-                size += between(part, "<Size>", "</Size>")
+                size += xml_text(part, "Size")
                     .and_then(|s| s.parse::<u64>().ok())
                     .unwrap_or(0);
-                let modified =
-                    http::listed_time(between(part, "<LastModified>", "</LastModified>"));
+                let modified = http::listed_time(xml_text(part, "LastModified"));
                 newest = newest.max(Some(modified));
             }
-            let truncated = between(&body, "<IsTruncated>", "</IsTruncated>") == Some("true");
-            match between(&body, "<NextPartNumberMarker>", "</NextPartNumberMarker>") {
+            let truncated = xml_text(&body, "IsTruncated") == Some("true");
+            match xml_text(&body, "NextPartNumberMarker") {
                 Some(m) if truncated && !m.is_empty() => marker = Some(m.to_string()),
                 _ => return Ok((size, newest)),
             }
@@ -554,15 +533,6 @@ fn copied(body: &str, result: &str) -> bool {
     !body.contains("<Error>") && body.contains(result)
 }
 
-/// Undo the escapes of XML text (`&amp;` and the other four).
-fn xml_unescape(s: &str) -> String {
-    s.replace("&lt;", "<")
-        .replace("&gt;", ">")
-        .replace("&quot;", "\"")
-        .replace("&apos;", "'")
-        .replace("&amp;", "&")
-}
-
 /// Decode `%XX` escapes (listings ask for `encoding-type=url`).
 fn percent_decode(s: &str) -> String {
     if !s.contains('%') && !s.contains('+') {
@@ -617,7 +587,7 @@ mod tests {
 
     #[test]
     fn errors_say_the_status_and_code_but_no_url() {
-        let e = status_error(
+        let e = http::xml_status_error(
             503,
             "<Error><Code>SlowDown</Code><Message>Reduce your rate</Message></Error>",
             "s3://b/k",
@@ -627,7 +597,7 @@ mod tests {
             "s3://b/k: HTTP 503 SlowDown Reduce your rate"
         );
         assert_eq!(
-            status_error(404, "", "s3://b/k").kind(),
+            http::xml_status_error(404, "", "s3://b/k").kind(),
             io::ErrorKind::NotFound
         );
     }

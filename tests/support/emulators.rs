@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use regsweep::registry::digest::Digest;
 use regsweep::storage::bucket::Bucket;
 
 /// Azurite's well-known development account (the same in every copy of Azurite).
@@ -257,27 +258,44 @@ impl Drop for Emulator {
     }
 }
 
+/// Every object under `dir` (a prefix ending in `/`) of the bucket, page by page.
+pub fn all_objects(client: &dyn Bucket, dir: &str) -> Vec<regsweep::storage::bucket::Listed> {
+    let mut out = Vec::new();
+    let mut token = None;
+    loop {
+        let page = client.list_page(dir, None, token.as_deref()).expect("list");
+        out.extend(page.objects);
+        match page.next {
+            Some(t) => token = Some(t),
+            None => return out,
+        }
+    }
+}
+
+/// The blob digests with a `data` object under `prefix` in the bucket.
+pub fn blobs_in(c: &dyn Bucket, prefix: &str) -> std::collections::BTreeSet<Digest> {
+    let dir = format!("{}/docker/registry/v2/blobs/", prefix.trim_matches('/'));
+    all_objects(c, &dir)
+        .iter()
+        .filter_map(|o| {
+            let parts: Vec<&str> = o.key[dir.len()..].split('/').collect();
+            (parts.len() == 4 && parts[3] == "data")
+                .then(|| format!("{}:{}", parts[0], parts[2]).parse().ok())
+                .flatten()
+        })
+        .collect()
+}
+
 /// Every object under `prefix` of the bucket, written back as files under `root`: the bucket a
 /// run left, for the real registry to serve from disk.
 pub fn download_tree(client: &dyn Bucket, prefix: &str, root: &Path) {
     let dir = format!("{}/", prefix.trim_matches('/'));
-    let mut token = None;
-    loop {
-        let page = client
-            .list_page(&dir, None, token.as_deref())
-            .expect("list");
-        for o in page.objects {
-            let rel = &o.key[dir.len()..];
-            let path = root.join(rel);
-            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-            let mut buf = Vec::new();
-            client.get(&o.key, u64::MAX / 2, &mut buf).expect("get");
-            std::fs::write(&path, &buf).unwrap();
-        }
-        match page.next {
-            Some(t) => token = Some(t),
-            None => return,
-        }
+    for o in all_objects(client, &dir) {
+        let path = root.join(&o.key[dir.len()..]);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        let mut buf = Vec::new();
+        client.get(&o.key, u64::MAX / 2, &mut buf).expect("get");
+        std::fs::write(&path, &buf).unwrap();
     }
 }
 

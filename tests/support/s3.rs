@@ -10,7 +10,6 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use regsweep::config::s3::Settings;
-use regsweep::registry::digest::Digest;
 use regsweep::storage::bucket::Bucket as _;
 use regsweep::storage::s3::Client;
 
@@ -196,33 +195,8 @@ impl Drop for Moto {
     }
 }
 
-/// The blob digests with a `data` object under `prefix` in the bucket.
-pub fn blobs_in(c: &Client, prefix: &str) -> std::collections::BTreeSet<Digest> {
-    let dir = format!("{}/docker/registry/v2/blobs/", prefix.trim_matches('/'));
-    let mut out = std::collections::BTreeSet::new();
-    let mut token = None;
-    loop {
-        let page = c.list_page(&dir, None, token.as_deref()).expect("list");
-        for o in page.objects {
-            let rest = &o.key[dir.len()..];
-            let parts: Vec<&str> = rest.split('/').collect();
-            if parts.len() == 4 && parts[3] == "data" {
-                if let Ok(d) = format!("{}:{}", parts[0], parts[2]).parse() {
-                    out.insert(d);
-                }
-            }
-        }
-        match page.next {
-            Some(t) => token = Some(t),
-            None => return out,
-        }
-    }
-}
-
-/// Begin a multipart upload of `key` with one part, as the registry's s3 driver does for an
-/// upload's data; returns its upload id and the part's ETag.
-pub fn begin_multipart(moto: &Moto, bucket: &str, key: &str, part: &[u8]) -> (String, String) {
-    use rusty_s3::S3Action as _;
+/// rusty-s3's signer for `bucket` on `moto`: requests the client has no call for.
+fn signer(moto: &Moto, bucket: &str) -> (rusty_s3::Bucket, rusty_s3::Credentials) {
     let b = rusty_s3::Bucket::new(
         moto.endpoint().parse().unwrap(),
         rusty_s3::UrlStyle::Path,
@@ -230,7 +204,14 @@ pub fn begin_multipart(moto: &Moto, bucket: &str, key: &str, part: &[u8]) -> (St
         "us-east-1".to_string(),
     )
     .unwrap();
-    let creds = rusty_s3::Credentials::new(KEY, SECRET);
+    (b, rusty_s3::Credentials::new(KEY, SECRET))
+}
+
+/// Begin a multipart upload of `key` with one part, as the registry's s3 driver does for an
+/// upload's data; returns its upload id and the part's ETag.
+pub fn begin_multipart(moto: &Moto, bucket: &str, key: &str, part: &[u8]) -> (String, String) {
+    use rusty_s3::S3Action as _;
+    let (b, creds) = signer(moto, bucket);
     let ttl = Duration::from_secs(600);
     let created = ureq::post(
         b.create_multipart_upload(Some(&creds), key)
@@ -255,14 +236,7 @@ pub fn begin_multipart(moto: &Moto, bucket: &str, key: &str, part: &[u8]) -> (St
 /// Complete a multipart upload begun by [`begin_multipart`].
 pub fn complete_multipart(moto: &Moto, bucket: &str, key: &str, id: &str, etag: &str) {
     use rusty_s3::S3Action as _;
-    let b = rusty_s3::Bucket::new(
-        moto.endpoint().parse().unwrap(),
-        rusty_s3::UrlStyle::Path,
-        bucket.to_string(),
-        "us-east-1".to_string(),
-    )
-    .unwrap();
-    let creds = rusty_s3::Credentials::new(KEY, SECRET);
+    let (b, creds) = signer(moto, bucket);
     let action = b.complete_multipart_upload(Some(&creds), key, id, std::iter::once(etag));
     ureq::post(action.sign(Duration::from_secs(600)).as_str())
         .send_bytes(action.body().as_bytes())

@@ -255,11 +255,8 @@ impl RepoWalker<'_> {
                 continue;
             };
             match uploads.iter_mut().find(|u| u.uuid == uuid) {
-                Some(u) => {
-                    u.touched = u.touched.max(p.touched);
-                    u.size = u.size.max(p.size);
-                    u.multipart.push(p);
-                }
+                // Its times and bytes are already in the upload's (`upload_times`).
+                Some(u) => u.multipart.push(p),
                 // Dated by its last activity (the newest part), never only by when it began:
                 // S3-compatible servers are not all truthful about `Initiated` (moto answers a
                 // fixed date), and a push still sending parts is not abandoned.
@@ -480,7 +477,8 @@ pub fn upload_times(storage: &dyn Storage, key: &str) -> (SystemTime, u64, bool)
     let mut pending = false;
     match storage.pending_uploads(parent) {
         Ok(all) => {
-            for p in all.iter().filter(|p| p.key.starts_with(&format!("{key}/"))) {
+            let under = format!("{key}/");
+            for p in all.iter().filter(|p| p.key.starts_with(&under)) {
                 pending = true;
                 newest = newest.max(p.touched);
                 size = size.max(p.size);
@@ -516,7 +514,7 @@ pub fn upload_times(storage: &dyn Storage, key: &str) -> (SystemTime, u64, bool)
                     Ok(meta) => {
                         newest = newest.max(meta.modified);
                         if dir == key && e.name == layout::DATA_FILE {
-                            size = meta.len;
+                            size = size.max(meta.len);
                         }
                     }
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
