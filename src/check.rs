@@ -4,7 +4,7 @@
 //! revision, and the blob store's sizes; with `--verify`, the content of every blob, hashed in
 //! parallel (large files through a memory map) and compared with its digest.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
@@ -143,11 +143,24 @@ impl Checker<'_> {
 
     /// Read and judge one link file; the digest it names, if valid.
     fn link(&mut self, key: &str, path_digest: Option<&Digest>) -> Option<Digest> {
+        self.read_link(key, path_digest, true)
+    }
+
+    /// Read and judge one link file; a missing one is damage only when `missing_is_damage`
+    /// (a layer directory without its `link` is what the registry leaves when it unlinks a
+    /// blob: whether that breaks a pull depends on what needs the link, judged elsewhere).
+    fn read_link(
+        &mut self,
+        key: &str,
+        path_digest: Option<&Digest>,
+        missing_is_damage: bool,
+    ) -> Option<Digest> {
         self.links += 1;
         match self
             .storage
             .read_content(key, MAX_LINK_BYTES, &mut self.buf)
         {
+            Err(e) if e.kind() == io::ErrorKind::NotFound && !missing_is_damage => None,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 self.problem(
                     ProblemKind::InvalidLink,
@@ -286,10 +299,17 @@ impl Checker<'_> {
         for tag in &repo.tags {
             self.link(&layout::tag_current_link(name, &tag.name), None);
         }
-        let layer_links: HashSet<Digest> = repo.layers.iter().map(|l| l.digest.clone()).collect();
+        // Only layer links whose file is there: a directory without its `link` serves nothing.
+        let mut layer_links: HashSet<Digest> = HashSet::new();
         for l in &repo.layers {
-            self.link(&layout::layer_link(name, &l.digest), Some(&l.digest));
+            let key = layout::layer_link(name, &l.digest);
+            if self.read_link(&key, Some(&l.digest), false).is_some() {
+                layer_links.insert(l.digest.clone());
+            }
         }
+        // Layer links a manifest needs and the repository lacks, by manifest: named with the
+        // tags they break once every manifest is read.
+        let mut unlinked_blobs: BTreeMap<Digest, BTreeSet<Digest>> = BTreeMap::new();
         let mut manifests = 0;
         let revisions: HashSet<&Digest> = repo.revisions.iter().map(|r| &r.digest).collect();
         // Index -> children, to find which tags an unlinked child breaks.
@@ -325,13 +345,10 @@ impl Checker<'_> {
                             }
                         }
                         if !layer_links.contains(&b.digest) {
-                            self.repairable(&layout::layer_link(name, &b.digest), &b.digest);
-                            self.problem(
-                                ProblemKind::MissingLayerLink,
-                                &layout::layer_link(name, &b.digest),
-                                Some(&b.digest),
-                                format!("manifest {content} of {name} needs it, but {name} does not link it: pulls fail"),
-                            );
+                            unlinked_blobs
+                                .entry(b.digest.clone())
+                                .or_default()
+                                .insert(rev.digest.clone());
                         }
                     }
                 }
@@ -350,6 +367,7 @@ impl Checker<'_> {
                 indexes.insert(rev.digest.clone(), m.children.clone());
             }
         }
+        self.unlinked_blobs(name, &repo.tags, &indexes, unlinked_blobs);
         self.unlinked_children(name, &repo.tags, &revisions, &indexes);
         self.unlinked_tags(name, &repo.tags, &revisions);
         // Uploads nobody finished.
@@ -429,6 +447,57 @@ impl Checker<'_> {
         }
     }
 
+    /// Blobs that manifests of the repository need and it does not link (a layer link removed
+    /// by a crash, a collector, or by hand, its directory left or not): the registry answers
+    /// 404 for them through this repository. Each is named with the manifests that need it and
+    /// the tags that reach those, and is written back by `--repair`.
+    fn unlinked_blobs(
+        &mut self,
+        name: &str,
+        tags: &[discover::Tag],
+        indexes: &HashMap<Digest, Vec<Digest>>,
+        unlinked: BTreeMap<Digest, BTreeSet<Digest>>,
+    ) {
+        if unlinked.is_empty() {
+            return;
+        }
+        let reach = tags_reaching(tags, indexes);
+        for (blob, manifests) in unlinked {
+            let key = layout::layer_link(name, &blob);
+            let mut broken: BTreeSet<&str> = BTreeSet::new();
+            for m in &manifests {
+                broken.extend(reach.get(m).into_iter().flatten().map(String::as_str));
+            }
+            let who = if broken.is_empty() {
+                "pulls of those manifests by digest fail".to_string()
+            } else {
+                format!(
+                    "pulls of {} fail",
+                    broken
+                        .iter()
+                        .map(|t| format!("{name}:{t}"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            };
+            let needed_by = manifests
+                .iter()
+                .map(Digest::to_string)
+                .collect::<Vec<_>>()
+                .join(", ");
+            self.repairable(&key, &blob);
+            self.problem(
+                ProblemKind::MissingLayerLink,
+                &key,
+                Some(&blob),
+                format!(
+                    "needed by manifest {needed_by} of {name}, but {name} does not link it: {who}; \
+                     `regsweep check --repair` writes the link back"
+                ),
+            );
+        }
+    }
+
     /// An index whose child has no revision link in the repository (what the reference
     /// collector's `-m` leaves behind): the registry answers 404 for the child, so the image
     /// does not pull on that platform. Names the child's missing link and every tag that
@@ -440,29 +509,12 @@ impl Checker<'_> {
         revisions: &HashSet<&Digest>,
         indexes: &HashMap<Digest, Vec<Digest>>,
     ) {
+        let reach = tags_reaching(tags, indexes);
         let mut broken: BTreeMap<(Digest, Digest), Vec<String>> = BTreeMap::new();
         for (index, children) in indexes {
             for child in children.iter().filter(|c| !revisions.contains(c)) {
-                broken.insert((index.clone(), child.clone()), Vec::new());
-            }
-        }
-        if broken.is_empty() {
-            return;
-        }
-        for tag in tags {
-            let Ok(current) = &tag.current else { continue };
-            let mut seen = HashSet::new();
-            let mut stack = vec![current.clone()];
-            while let Some(d) = stack.pop() {
-                if !seen.insert(d.clone()) {
-                    continue;
-                }
-                for child in indexes.get(&d).into_iter().flatten() {
-                    if let Some(tags) = broken.get_mut(&(d.clone(), child.clone())) {
-                        tags.push(tag.name.clone());
-                    }
-                    stack.push(child.clone());
-                }
+                let tags = reach.get(index).into_iter().flatten().cloned().collect();
+                broken.insert((index.clone(), child.clone()), tags);
             }
         }
         for ((index, child), tags) in broken {
@@ -489,6 +541,27 @@ impl Checker<'_> {
             );
         }
     }
+}
+
+/// Every manifest a tag reaches (itself, and the children of indexes at any depth), with the
+/// names of the tags that reach it.
+fn tags_reaching(
+    tags: &[discover::Tag],
+    indexes: &HashMap<Digest, Vec<Digest>>,
+) -> HashMap<Digest, BTreeSet<String>> {
+    let mut reach: HashMap<Digest, BTreeSet<String>> = HashMap::new();
+    for tag in tags {
+        let Ok(current) = &tag.current else { continue };
+        let mut stack = vec![current.clone()];
+        while let Some(d) = stack.pop() {
+            let names = reach.entry(d.clone()).or_default();
+            if !names.insert(tag.name.clone()) {
+                continue;
+            }
+            stack.extend(indexes.get(&d).into_iter().flatten().cloned());
+        }
+    }
+    reach
 }
 
 /// Hash one blob with its digest's algorithm: the digest its content really has.

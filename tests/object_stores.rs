@@ -13,7 +13,6 @@ use std::time::Duration;
 
 use regsweep::gc::report::GcReport;
 use regsweep::registry::digest::Digest;
-use regsweep::storage::object::load_tree;
 use regsweep::synth::Preset;
 use support::emulators::{available, blobs_in, download_tree, Emulator, Store};
 use support::pull::{check_scenario_after_gc, peers};
@@ -86,7 +85,7 @@ fn the_same_registry_on_disk_and_in_each_store_gives_the_same_deletion_sets() {
         let fixture = aged_copy("registry");
         let cache = tempfile::tempdir().unwrap();
         for (prefix, tree) in [("fixture", fixture.path()), ("synth", generated.path())] {
-            load_tree(client.as_ref(), prefix, tree).unwrap();
+            support::tree::load_settled(client.as_ref(), prefix, tree).unwrap();
             let url = format!("{}://same/{prefix}", emulator.scheme());
             let before = emulator.requests();
             for mode in [
@@ -249,7 +248,7 @@ fn a_tree_the_real_registry_wrote_is_collected_in_each_store_and_still_pulls() {
         let e = scenario::standard(&server.client());
         server.stop();
         let client = emulator.create_bucket("registry");
-        load_tree(client.as_ref(), "reg", root.path()).unwrap();
+        support::tree::load_settled(client.as_ref(), "reg", root.path()).unwrap();
         let url = format!("{}://registry/reg", emulator.scheme());
         let cache = tempfile::tempdir().unwrap();
 
@@ -486,7 +485,7 @@ fn the_registrys_gcs_and_azure_configs_with_their_keys() {
         let emulator = Emulator::start(store);
         let client = emulator.create_bucket("cfg");
         let fixture = aged_copy("registry");
-        load_tree(client.as_ref(), "reg", fixture.path()).unwrap();
+        support::tree::load_settled(client.as_ref(), "reg", fixture.path()).unwrap();
         let etc = tempfile::tempdir().unwrap();
         let config = etc.path().join("config.yml");
         let mut accepted = None;
@@ -595,7 +594,7 @@ fn unreferenced_for_waits_a_day_in_each_store() {
         let emulator = Emulator::start(store);
         let client = emulator.create_bucket("wait");
         let fixture = aged_copy("registry");
-        load_tree(client.as_ref(), "reg", fixture.path()).unwrap();
+        support::tree::load_settled(client.as_ref(), "reg", fixture.path()).unwrap();
         std::thread::sleep(Duration::from_secs(3));
         let url = format!("{}://wait/reg", emulator.scheme());
         let cache = tempfile::tempdir().unwrap();
@@ -657,7 +656,7 @@ fn throttled_requests_are_retried_and_the_rate_can_be_capped() {
         let emulator = Emulator::start(store);
         let client = emulator.create_bucket("busy");
         let fixture = aged_copy("registry");
-        load_tree(client.as_ref(), "reg", fixture.path()).unwrap();
+        support::tree::load_settled(client.as_ref(), "reg", fixture.path()).unwrap();
         let url = format!("{}://busy/reg", emulator.scheme());
         let args = [
             "gc",

@@ -24,7 +24,7 @@ use support::images::{
     push_as_a_client, push_image, push_with_retry, Format, Pushed, OCI_INDEX, OCI_MANIFEST,
 };
 use support::pause::Paused;
-use support::pull::{peers, verify_image};
+use support::pull::{every_tag_pulls, peers};
 use support::redis_server::{self, Redis};
 use support::registry::{Client, Registry};
 use support::s3::{self, Moto};
@@ -211,22 +211,6 @@ fn operate(c: &Client, s: &Scene) -> Vec<(String, String, Digest)> {
     c.delete_manifest("gone", &s.to_delete.digest);
     must_pull.push(("app".into(), "keep".into(), s.keep.digest.clone()));
     must_pull
-}
-
-/// Every tag of every repository pulls: manifest by tag, then everything it references.
-fn every_tag_pulls(c: &Client, cell: &str) -> BTreeSet<Digest> {
-    let mut fetched = BTreeSet::new();
-    for repo in c.catalog() {
-        for tag in c.tags(&repo) {
-            let (status, body) = c.get_manifest(&repo, &tag);
-            assert_eq!(status, 200, "{cell}: {repo}:{tag} does not pull");
-            let d = Digest::of(Algorithm::Sha256, &body);
-            fetched.extend(
-                verify_image(c, &repo, &d).unwrap_or_else(|e| panic!("{cell}: {repo}:{tag}: {e}")),
-            );
-        }
-    }
-    fetched
 }
 
 fn report(out: &std::process::Output, cell: &str) -> GcReport {

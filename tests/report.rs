@@ -12,7 +12,7 @@ use regsweep::output::usage::UsageReport;
 use regsweep::registry::digest::Digest;
 use regsweep::registry::manifest::Manifest;
 use regsweep::synth::Preset;
-use support::tree::{age_tree, aged_copy, gc_json, run, snapshot, v2, TreeBuilder};
+use support::tree::{age_tree, age_uploads, aged_copy, gc_json, run, snapshot, v2, TreeBuilder};
 
 fn report_json(root: &Path) -> UsageReport {
     let out = run(&["report", "--json", "-", root.to_str().unwrap()]);
@@ -32,7 +32,11 @@ fn check_json(root: &Path, extra: &[&str]) -> (CheckReport, i32) {
 
 #[test]
 fn report_totals_equal_what_gc_would_reclaim() {
-    let mut roots = vec![aged_copy("registry")];
+    // The fixture twice: its upload young (a day old), and old enough that `gc` would remove it,
+    // so that "reclaimable" is shown to count upload bytes exactly as `gc` deletes them.
+    let old_upload = aged_copy("registry");
+    age_uploads(old_upload.path(), Duration::from_secs(30 * 86400));
+    let mut roots = vec![aged_copy("registry"), old_upload];
     for seed in 1..=3 {
         let dir = tempfile::tempdir().unwrap();
         let preset = Preset {
@@ -45,16 +49,30 @@ fn report_totals_equal_what_gc_would_reclaim() {
         age_tree(dir.path(), Duration::from_secs(86400));
         roots.push(dir);
     }
+    let (aged, _) = gc_json(roots[1].path(), &["-d", "--min-age", "0"]);
+    assert_eq!(
+        aged.summary.deleted_upload_bytes, 500,
+        "the old upload is reclaimable"
+    );
+    let (young, _) = gc_json(roots[0].path(), &["-d", "--min-age", "0"]);
+    assert_eq!(
+        young.summary.deleted_upload_bytes, 0,
+        "the young upload is not"
+    );
     for dir in &roots {
         let before = snapshot(dir.path());
         let r = report_json(dir.path());
         assert!(before == snapshot(dir.path()), "report wrote to the tree");
         let (plain, _) = gc_json(dir.path(), &["-d", "--min-age", "0"]);
         let (untagged, _) = gc_json(dir.path(), &["-d", "--min-age", "0", "-m"]);
-        assert_eq!(r.totals.reclaimable_bytes, plain.summary.deleted_bytes);
+        // Reclaimable is what gc removes: dead blobs' bytes and abandoned uploads' bytes.
+        assert_eq!(
+            r.totals.reclaimable_bytes,
+            plain.summary.deleted_bytes + plain.summary.deleted_upload_bytes
+        );
         assert_eq!(
             r.totals.reclaimable_bytes_untagged,
-            untagged.summary.deleted_bytes
+            untagged.summary.deleted_bytes + untagged.summary.deleted_upload_bytes
         );
         assert!(r.totals.reclaimable_bytes_untagged >= r.totals.reclaimable_bytes);
         assert_eq!(r.totals.blobs, plain.summary.census.blobs);

@@ -233,7 +233,7 @@ fn the_same_registry_on_disk_and_in_a_bucket_gives_the_same_deletion_sets() {
     let fixture = aged_copy("registry");
     let cache = tempfile::tempdir().unwrap();
     for (prefix, tree) in [("fixture", fixture.path()), ("synth", generated.path())] {
-        regsweep::storage::object::load_tree(&client, prefix, tree).unwrap();
+        support::tree::load_settled(&client, prefix, tree).unwrap();
         let url = format!("s3://same/{prefix}");
         for mode in [
             &["--min-age", "0"][..],
@@ -293,7 +293,7 @@ fn one_real_run_per_bucket_at_a_time() {
     let moto = Moto::start();
     let client = moto.create_bucket("locked");
     let fixture = aged_copy("registry");
-    regsweep::storage::object::load_tree(&client, "reg", fixture.path()).unwrap();
+    support::tree::load_settled(&client, "reg", fixture.path()).unwrap();
     let cache = tempfile::tempdir().unwrap();
     let lock = "reg/docker/registry/v2/.regsweep.lock";
     let far =
@@ -372,7 +372,7 @@ fn a_missing_live_manifest_in_the_bucket_refuses_and_names_its_key() {
     let moto = Moto::start();
     let client = moto.create_bucket("damaged");
     let fixture = aged_copy("registry");
-    regsweep::storage::object::load_tree(&client, "reg", fixture.path()).unwrap();
+    support::tree::load_settled(&client, "reg", fixture.path()).unwrap();
     // The manifest library/alpine:latest points at, gone from the blob store.
     let link = fixture
         .path()
@@ -439,7 +439,7 @@ fn pushes_reusing_dead_blobs_during_a_run_on_s3_are_never_broken() {
     let client = moto.create_bucket("busy");
     let generated = tempfile::tempdir().unwrap();
     regsweep::synth::generate(generated.path(), BUSY, 9).unwrap();
-    regsweep::storage::object::load_tree(&client, "reg", generated.path()).unwrap();
+    support::tree::load_settled(&client, "reg", generated.path()).unwrap();
     let server = Registry::start_s3(&moto.endpoint(), "busy", "/reg");
     let c = server.client();
     let etc = tempfile::tempdir().unwrap();
@@ -516,7 +516,7 @@ fn blobs_above_the_copy_limit_and_abandoned_multipart_uploads_are_collected() {
     let moto = Moto::start();
     let client = moto.create_bucket("big");
     let fixture = aged_copy("registry");
-    regsweep::storage::object::load_tree(&client, "reg", fixture.path()).unwrap();
+    support::tree::load_settled(&client, "reg", fixture.path()).unwrap();
     // A dead layer larger than one copy may move. The test build lowers S3's 5 GiB limit to
     // 8 MiB (REGSWEEP_TEST_COPY_LIMIT) so that 12 MiB goes part by part: 5 + 5 + 2 MiB.
     let big: Vec<u8> = (0..12u32 << 20).map(|i| (i % 251) as u8).collect();

@@ -338,7 +338,7 @@ fn s3_behind_a_private_ca_is_reached_through_the_bundle_the_registry_reads() {
     let moto = support::s3::Moto::start_tls(&p("server.pem"), &p("server.key"), &p("ca.pem"));
     let client = moto.create_bucket("private");
     let fixture = aged_copy("registry");
-    regsweep::storage::object::load_tree(&client, "reg", fixture.path()).unwrap();
+    support::tree::load_settled(&client, "reg", fixture.path()).unwrap();
 
     let gc = |env: &[(&str, &std::path::Path)]| {
         let mut cmd = support::tree::regsweep();

@@ -304,3 +304,81 @@ fn another_registrys_state_is_refused() {
     assert_eq!(code, 1, "{stderr}");
     assert!(r.deleted.blobs.is_empty());
 }
+
+// #29: a layer whose day began in an earlier run (its image deleted) was reused by an image
+// pushed afterwards whose tag then moved on. The next run deleted the layer (its day was over)
+// while the untagged image waited its own day: that image no longer pulled by digest, and
+// `check` reported the missing blob. Whatever the rule keeps waiting, it keeps whole.
+#[test]
+#[cfg_attr(
+    not(feature = "test-hooks"),
+    ignore = "moves the clock: needs --features test-hooks (scripts/test)"
+)]
+fn a_waiting_image_keeps_a_layer_whose_own_wait_is_over() {
+    if !server_available() {
+        eprintln!("skipped: docker-registry is not installed (scripts/test installs it)");
+        return;
+    }
+    let root = tempfile::tempdir().unwrap();
+    let server = Registry::start(root.path());
+    let c = server.client();
+    push_image(&c, "app", Some("keep"), Format::Oci, "amd64", &["kept"]);
+    let old = push_image(
+        &c,
+        "app",
+        Some("old"),
+        Format::Oci,
+        "amd64",
+        &["shared layer", "old only"],
+    );
+    c.delete_manifest("app", &old.digest);
+    drop(server);
+    age_tree(root.path(), 48 * HOUR);
+    // The first run starts the shared layer's day.
+    let (_, code, stderr) = gc(root.path(), Duration::ZERO, &[]);
+    assert_eq!(code, 0, "{stderr}");
+
+    // An image reusing it, whose tag then moves on: untagged, it waits a day of its own.
+    let server = Registry::start(root.path());
+    let c = server.client();
+    let reused = push_image(
+        &c,
+        "app",
+        Some("v2"),
+        Format::Oci,
+        "arm64",
+        &["shared layer", "v2 only"],
+    );
+    push_image(&c, "app", Some("v2"), Format::Oci, "amd64", &["v2 next"]);
+    drop(server);
+    age_tree(root.path(), 48 * HOUR);
+    let of = |seed: &str| {
+        regsweep::registry::digest::Digest::of(
+            regsweep::registry::digest::Algorithm::Sha256,
+            &support::images::layer(seed),
+        )
+    };
+    let (shared, old_only) = (of("shared layer"), of("old only"));
+    assert!(old.blobs.contains(&shared) && reused.blobs.contains(&shared));
+
+    let (r, code, stderr) = gc(root.path(), 25 * HOUR, &[]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        r.waiting
+            .iter()
+            .any(|w| w.kind == "manifest" && w.digest.as_ref() == Some(&reused.digest)),
+        "{:?}",
+        r.waiting
+    );
+    assert!(
+        !deleted(&r).contains(&shared),
+        "the layer of an image still waiting was deleted"
+    );
+    // The old image's own layer, whose wait is over and that nothing waiting uses, went.
+    assert!(deleted(&r).contains(&old_only));
+    let server = Registry::start(root.path());
+    let fetched = support::pull::verify_image(&server.client(), "app", &reused.digest)
+        .unwrap_or_else(|e| panic!("the waiting image does not pull by digest: {e}"));
+    assert!(fetched.contains(&shared));
+    drop(server);
+}

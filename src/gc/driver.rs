@@ -125,7 +125,9 @@ impl Run {
             start,
             discover: discover::Options {
                 tag_history: options.delete_untagged,
-                link_times: !options.min_age.is_zero(),
+                // Always: what was linked since the run began is young whatever --min-age
+                // says (see mark::cutoff), and the dry run must plan what the real run does.
+                link_times: true,
                 uploads: options.uploads_older_than.is_some() || options.empty_repositories,
             },
             mark: mark::Options {
@@ -280,7 +282,13 @@ fn apply_unreferenced(
     match previous {
         // Another registry's state (copied, or one --state PATH for two): trusting it would
         // let go at once what this registry never waited on.
-        Ok(Some(state)) if !state.registry.is_empty() && state.registry != storage.identity() => {
+        // A state written before the identity named the endpoint and account (its root as
+        // displayed) is this registry's: the next write records the identity in full.
+        Ok(Some(state))
+            if !state.registry.is_empty()
+                && state.registry != storage.identity()
+                && state.registry != storage.display("") =>
+        {
             diagnostics.error(
                 name,
                 format!(

@@ -32,14 +32,23 @@ use crate::gc::parse::Manifests;
 use crate::registry::digest::{Algorithm, Digest};
 use crate::registry::layout;
 
-/// The instant before which something must have been modified to be deleted.
-pub fn cutoff(now: SystemTime, min_age: Duration) -> SystemTime {
-    if min_age.is_zero() {
-        // Disabled: even a file stamped in the future (clock skew) is old enough.
-        now + Duration::from_secs(100 * 365 * 24 * 3600)
-    } else {
-        now.checked_sub(min_age).unwrap_or(SystemTime::UNIX_EPOCH)
-    }
+/// Clock skew and coarse timestamps: anything modified this long before a run started counts
+/// as modified during it.
+pub const SLACK: Duration = Duration::from_secs(2);
+
+/// The instant before which something must have been modified to be deleted: `min_age` before
+/// the run's start, and never later than the start less [`SLACK`], whatever `min_age` says.
+/// The registry writes a manifest's blob before its revision link and its tag (about 20 ms
+/// apart on a busy host): a run that lists in between sees a blob nothing links yet, and no
+/// later look can see a link that is not yet written. Only the blob's own time shows that it
+/// is a write in progress, so whatever was written since the run began is young. `--min-age`
+/// stays what it is for: uploads and pushes that take longer than that.
+pub fn cutoff(start: SystemTime, min_age: Duration) -> SystemTime {
+    let begun = start.checked_sub(SLACK).unwrap_or(SystemTime::UNIX_EPOCH);
+    start
+        .checked_sub(min_age)
+        .unwrap_or(SystemTime::UNIX_EPOCH)
+        .min(begun)
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -66,6 +75,10 @@ pub struct RepoMark {
     /// Unlinked live manifests whose content the mark was not given: load them and mark
     /// again.
     pub to_load: Vec<Digest>,
+    /// With `delete_untagged`: what each dead revision references (its content, its blobs
+    /// and its children), so that a rule that keeps it waiting (`--unreferenced-for`) can
+    /// keep it whole.
+    pub dead_references: HashMap<Digest, Vec<Digest>>,
 }
 
 #[derive(Debug, Default)]
@@ -184,10 +197,15 @@ impl<'a> RepoMarker<'a> {
             // A sha256 link can only ever point at its own digest (the canonical digest of
             // content is its sha256), which is already kept. An alias link is the only way to
             // the blob it names: without it the live set is incomplete.
-            Err(e) if link.digest.algorithm() == Algorithm::Sha256 => self.diags.warn(
-                (self.display)(&layout::layer_link(&self.repo.name, &link.digest)),
-                format!("layer link of a live blob: {e}"),
-            ),
+            Err(e)
+                if link.digest.algorithm() == Algorithm::Sha256
+                    || link.partial && self.young(link.modified) =>
+            {
+                self.diags.warn(
+                    (self.display)(&layout::layer_link(&self.repo.name, &link.digest)),
+                    format!("layer link of a live blob: {e}"),
+                )
+            }
             Err(e) => self.diags.error(
                 (self.display)(&layout::layer_link(&self.repo.name, &link.digest)),
                 format!("alias layer link of a live blob cannot be resolved: {e}"),
@@ -221,6 +239,20 @@ impl<'a> RepoMarker<'a> {
         for rev in &repo.revisions {
             let target = match &rev.target {
                 Ok(t) => t,
+                // A revision link being written (it read empty or short, again and again):
+                // the registry writes a revision's own digest there, and while it is young
+                // it is a root, so nothing it needs can go.
+                Err(e) if rev.partial && self.young(rev.modified) => {
+                    self.diags.warn(
+                        (self.display)(&layout::revision_link(&repo.name, &rev.digest)),
+                        format!(
+                            "manifest revision {} of {}: {e}; written during the run: a push \
+                             in progress, kept",
+                            rev.digest, repo.name
+                        ),
+                    );
+                    &rev.digest
+                }
                 Err(e) => {
                     // Without the target we cannot tell what this manifest keeps alive.
                     self.diags.error(
@@ -265,10 +297,12 @@ impl<'a> RepoMarker<'a> {
                 continue;
             }
             self.result.referenced.insert(d.clone());
-            let content = match self.revisions.get(&d).map(|l| &l.target) {
-                Some(Ok(target)) => target.clone(),
+            let content = match self.revisions.get(&d).map(|l| (l, &l.target)) {
+                Some((_, Ok(target))) => target.clone(),
+                // Being written (see roots()): its own digest.
+                Some((l, Err(_))) if l.partial && self.young(l.modified) => d.clone(),
                 // Already reported as an error in roots().
-                Some(Err(_)) => continue,
+                Some((_, Err(_))) => continue,
                 None => {
                     // A tag or a live index names a manifest whose revision link is gone from
                     // this repository: the registry does not serve it now, but a link written
@@ -346,6 +380,20 @@ impl<'a> RepoMarker<'a> {
                 stack.extend(refs.iter().map(|r| (*r).clone()));
             }
         }
+        if self.options.delete_untagged {
+            for rev in &self.repo.revisions {
+                let Ok(target) = &rev.target else { continue };
+                if self.result.live_manifests.contains(&rev.digest) {
+                    continue;
+                }
+                let mut refs = vec![target.clone()];
+                if let Some(Ok(m)) = self.manifests.get(target) {
+                    refs.extend(m.blobs.iter().map(|b| b.digest.clone()));
+                    refs.extend(m.children.iter().cloned());
+                }
+                self.result.dead_references.insert(rev.digest.clone(), refs);
+            }
+        }
         (self.result, self.live_blobs, self.diags)
     }
 }
@@ -395,6 +443,7 @@ mod tests {
             digest: d(n),
             target: Ok(d(n)),
             modified: old(),
+            partial: false,
         }
     }
 
@@ -567,12 +616,14 @@ mod tests {
             digest: alias.clone(),
             target: Ok(d(7)),
             modified: old(),
+            partial: false,
         });
         // And a revision whose link content differs from its path.
         r.revisions.push(Link {
             digest: d(2),
             target: Ok(d(3)),
             modified: old(),
+            partial: false,
         });
         let manifest = Ok(Arc::new(Manifest {
             kind: Kind::OciManifest,

@@ -94,7 +94,13 @@ pub fn load_repository(
 ) -> Manifests {
     let mut map = HashMap::with_capacity(repo.revisions.len());
     for rev in &repo.revisions {
-        if let Ok(target) = &rev.target {
+        // A link being written names its own revision (the mark decides whether it is young).
+        let named = rev
+            .target
+            .as_ref()
+            .ok()
+            .or(rev.partial.then_some(&rev.digest));
+        if let Some(target) = named {
             if !map.contains_key(target) {
                 map.insert(target.clone(), load_one(storage, target, buf));
             }

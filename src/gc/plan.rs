@@ -133,6 +133,9 @@ pub struct ManifestDeletion {
     pub digest: Digest,
     /// Tags whose history (`tags/<tag>/index`) names this digest; those entries go too.
     pub tags: Vec<String>,
+    /// Its content, blobs and children: what it keeps while a rule keeps it waiting.
+    #[serde(skip)]
+    pub references: Vec<Digest>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -312,6 +315,11 @@ pub fn plan_repository(repo: &Repository, rmark: &RepoMark, options: Options) ->
                         .filter(|t| t.history.contains(&rev.digest))
                         .map(|t| t.name.clone())
                         .collect(),
+                    references: rmark
+                        .dead_references
+                        .get(&rev.digest)
+                        .cloned()
+                        .unwrap_or_default(),
                 });
             }
         }

@@ -17,7 +17,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::io;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use crate::error::Diagnostics;
 use crate::gc::discover;
@@ -61,10 +61,6 @@ impl Removed {
     }
 }
 
-/// Clock skew and coarse timestamps: anything modified this long before the run started counts
-/// as modified during it.
-pub const SLACK: Duration = Duration::from_secs(2);
-
 /// Read every repository again and mark, with everything modified since `since` (minus a
 /// little slack) counted as young. `candidates` are the blobs still to be deleted; only those
 /// are tracked. `options` are the run's plan options.
@@ -76,9 +72,11 @@ pub fn look_again(
     options: plan::Options,
 ) -> Look {
     let delete_untagged = options.delete_untagged;
-    let cutoff = options
-        .cutoff
-        .min(since.checked_sub(SLACK).unwrap_or(SystemTime::UNIX_EPOCH));
+    let cutoff = options.cutoff.min(
+        since
+            .checked_sub(mark::SLACK)
+            .unwrap_or(SystemTime::UNIX_EPOCH),
+    );
     let mut look = Look::default();
     // A backend that lists ahead must see what was pushed since.
     if let Err(e) = storage.refresh(layout::REPOSITORIES) {

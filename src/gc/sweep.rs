@@ -306,11 +306,19 @@ fn sweep_blobs_through_trash(
             )),
         }
     }
+    let moved = Instant::now();
     done.fetch_add(plan.blobs.len() as u64, Ordering::Relaxed);
     outcome.failures.extend(failed);
     timings.trash = lap(&mut clock);
     let candidates: HashSet<Digest> = trashed.iter().map(|b| b.digest.clone()).collect();
     crate::hooks::pause("last-look");
+    // A manifest PUT the registry began before the move may have found a doomed blob present
+    // and not yet written its links (its blob, revision link and tag come tens of
+    // milliseconds apart on a busy host). Let it finish before reading, so that the look sees
+    // what it links: what is left of the window is a PUT that takes longer than the slack.
+    if !candidates.is_empty() {
+        std::thread::sleep(crate::gc::mark::SLACK.saturating_sub(moved.elapsed()));
+    }
     // The references removed above are checked too: a push since may need one again.
     let removed = Removed {
         manifests: outcome
@@ -478,7 +486,7 @@ fn housekeeping(
     outcome: &mut Outcome,
 ) {
     let since = since
-        .checked_sub(crate::gc::recheck::SLACK)
+        .checked_sub(crate::gc::mark::SLACK)
         .unwrap_or(SystemTime::UNIX_EPOCH);
     let abandoned: Vec<UploadDeletion> = plan
         .uploads
@@ -529,31 +537,49 @@ fn housekeeping(
         .iter()
         .map(|u| (u.repository.as_str(), u.uuid.as_str()))
         .collect();
-    let empty: Vec<RepositoryDeletion> = plan
+    // Each repository checked right before its own removal, and again before its last part:
+    // a push completed by cross-repository mounts and a manifest PUT between a check of every
+    // repository and the removal of them all lost its tag and revision. `_uploads` and
+    // `_manifests` first, `_layers` (what the catalog lists) last.
+    let results: Vec<(Option<RepositoryDeletion>, Vec<Problem>)> = plan
         .repositories
         .par_iter()
-        .filter(|r| {
+        .map(|r| {
             // Every upload planned for it must be gone: one kept by its last look keeps it.
-            planned
+            let uploads_gone = planned
                 .iter()
                 .filter(|(repo, _)| *repo == r.name)
-                .all(|k| gone.contains(k))
-                && is_empty(storage, &r.name)
+                .all(|k| gone.contains(k));
+            if !uploads_gone || !is_empty(storage, &r.name) {
+                return (None, Vec::new());
+            }
+            let parts = layout::repository_parts(&r.name);
+            let mut failed = Vec::new();
+            for (i, part) in parts.iter().enumerate() {
+                if i == parts.len() - 1 && !is_empty(storage, &r.name) {
+                    return (None, failed);
+                }
+                let (_, f) = remove_each(
+                    storage,
+                    std::slice::from_ref(part),
+                    &AtomicU64::new(0),
+                    |k| k.clone(),
+                );
+                if !f.is_empty() {
+                    failed.extend(f);
+                    return (None, failed);
+                }
+            }
+            done.fetch_add(1, Ordering::Relaxed);
+            (Some(r.clone()), failed)
         })
-        .cloned()
         .collect();
-    // `_uploads` and `_manifests` first, `_layers` (what the catalog lists) last.
-    let (first, failed) = remove_each(storage, &empty, &AtomicU64::new(0), |r| {
-        layout::repository_parts(&r.name)[0].clone()
-    });
-    outcome.failures.extend(failed);
-    let (second, failed) = remove_each(storage, &first, &AtomicU64::new(0), |r| {
-        layout::repository_parts(&r.name)[1].clone()
-    });
-    outcome.failures.extend(failed);
-    let (repositories, failed) = remove_each(storage, &second, done, |r| {
-        layout::repository_parts(&r.name)[2].clone()
-    });
+    let mut repositories = Vec::new();
+    let mut failed = Vec::new();
+    for (r, f) in results {
+        repositories.extend(r);
+        failed.extend(f);
+    }
     for r in &repositories {
         remove_empty_ancestors(storage, &layout::repository_dir(&r.name));
     }

@@ -246,12 +246,40 @@ pub fn apply(
         window: window.as_secs(),
         applied: Applied::default(),
     };
-    plan.blobs
-        .retain(|b| j.judge(Candidate::Blob(b.digest.clone())));
-    plan.manifests
-        .retain(|m| j.judge(Candidate::Manifest(m.repository.clone(), m.digest.clone())));
-    plan.layer_links
-        .retain(|l| j.judge(Candidate::LayerLink(l.repository.clone(), l.digest.clone())));
+    // Manifests first: whatever waits is kept whole, to a fixed point. A waiting manifest
+    // keeps its content, its blobs, its layer links and its children (which then wait with it,
+    // and keep theirs), whatever their own wait says: a blob whose day is over but that an
+    // untagged image still waiting uses would leave that image unpullable by digest.
+    let mut held = HashSet::new();
+    let mut waiting: Vec<(String, Vec<Digest>)> = Vec::new();
+    plan.manifests.retain(|m| {
+        let ok = j.judge(Candidate::Manifest(m.repository.clone(), m.digest.clone()));
+        if !ok {
+            waiting.push((m.repository.clone(), m.references.clone()));
+        }
+        ok
+    });
+    while let Some((repo, refs)) = waiting.pop() {
+        for r in refs {
+            held.insert(Candidate::Blob(r.clone()));
+            held.insert(Candidate::LayerLink(repo.clone(), r.clone()));
+            plan.manifests.retain(|m| {
+                if m.repository == repo && m.digest == r {
+                    waiting.push((m.repository.clone(), m.references.clone()));
+                    return false;
+                }
+                true
+            });
+        }
+    }
+    plan.blobs.retain(|b| {
+        let c = Candidate::Blob(b.digest.clone());
+        j.judge(c.clone()) && !held.contains(&c)
+    });
+    plan.layer_links.retain(|l| {
+        let c = Candidate::LayerLink(l.repository.clone(), l.digest.clone());
+        j.judge(c.clone()) && !held.contains(&c)
+    });
     // A repository goes only with everything in it, and after its own wait.
     let kept_back: std::collections::HashSet<String> = j
         .applied
@@ -319,6 +347,7 @@ mod tests {
                 },
             ],
             manifests: vec![ManifestDeletion {
+                references: vec![],
                 repository: "a".into(),
                 digest: d(3),
                 tags: vec![],

@@ -151,6 +151,22 @@ impl Digest {
         text.trim().parse()
     }
 
+    /// Whether `content` is what a link being written in place reads as: empty, or the first
+    /// part of a digest string (the filesystem driver opens, truncates, then writes).
+    pub fn is_partial_link(content: &[u8]) -> bool {
+        Algorithm::ALL.iter().any(|alg| {
+            let prefix = alg.name().as_bytes();
+            let full = prefix.len() + 1 + alg.hex_len();
+            if content.len() >= full {
+                return false;
+            }
+            let (head, rest) = content.split_at(content.len().min(prefix.len() + 1));
+            let mut expect = prefix.to_vec();
+            expect.push(b':');
+            expect.starts_with(head) && rest.iter().all(u8::is_ascii_hexdigit)
+        })
+    }
+
     pub fn algorithm(&self) -> Algorithm {
         match self {
             Digest::Sha256(_) => Algorithm::Sha256,

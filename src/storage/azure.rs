@@ -271,6 +271,15 @@ impl Bucket for Client {
         format!("azblob://{}", self.settings.container)
     }
 
+    fn identity(&self) -> String {
+        format!(
+            "azblob://{} of account {} at {}",
+            self.settings.container,
+            self.settings.account,
+            crate::config::s3::redacted(&self.settings.endpoint)
+        )
+    }
+
     fn lists_from_a_key(&self) -> bool {
         false
     }

@@ -38,6 +38,11 @@ pub trait Bucket: Send + Sync {
     /// `s3://bucket`, `gs://bucket`, `azblob://container`: keys are named below it.
     fn url(&self) -> String;
 
+    /// Which bucket of which service this is, for a record that must not be used with
+    /// another one (the `--unreferenced-for` state): the URL, with the account and the
+    /// endpoint where they tell two buckets of one name apart. Never a secret.
+    fn identity(&self) -> String;
+
     /// Whether a listing can start after a given key (S3 `start-after`, GCS `startOffset`):
     /// then a large bucket's key space is listed in ranges at once.
     fn lists_from_a_key(&self) -> bool;

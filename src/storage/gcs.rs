@@ -177,6 +177,14 @@ impl Bucket for Client {
         format!("gs://{}", self.settings.bucket)
     }
 
+    fn identity(&self) -> String {
+        format!(
+            "gs://{} at {}",
+            self.settings.bucket,
+            crate::config::s3::redacted(&self.settings.endpoint)
+        )
+    }
+
     fn lists_from_a_key(&self) -> bool {
         true
     }

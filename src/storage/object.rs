@@ -496,8 +496,18 @@ impl Storage for ObjectStorage {
                         .object(&key)
                         .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no such key"))?;
                     let dest = format!("{to}{}", &key[from.len()..]);
+                    // A copy answering 404 (a lost answer retried, a status poll) proves
+                    // nothing about the blob, which the listing showed there: a failure to
+                    // report, never "already removed", which would count it as deleted.
                     self.client
-                        .copy(&self.full(&key), &self.full(&dest), obj.size)?;
+                        .copy(&self.full(&key), &self.full(&dest), obj.size)
+                        .map_err(|e| match e.kind() {
+                            io::ErrorKind::NotFound => io::Error::other(format!(
+                                "the copy into the trash answered not found ({e}); the blob \
+                                 is left where it is"
+                            )),
+                            _ => e,
+                        })?;
                     moved.push((key, dest, obj));
                 }
                 Ok(moved)
@@ -645,6 +655,12 @@ impl Storage for ObjectStorage {
     fn display(&self, key: &str) -> String {
         let full = self.full(key);
         format!("{}/{full}", self.client.url())
+    }
+
+    /// The bucket with its account and endpoint, and the prefix: two registries with the
+    /// same bucket name on different servers or accounts are two registries.
+    fn identity(&self) -> String {
+        format!("{} under {:?}", self.client.identity(), self.full(""))
     }
 }
 

@@ -49,11 +49,7 @@ impl ObjectLock {
                 Error::target(name.clone(), format!("cannot take the run lock: {e}"))
             };
             if client.put(&key, &body, true).map_err(io_err)? {
-                let lock = ObjectLock { client, key };
-                lock.check_conditions_hold(&body).map_err(|m| {
-                    Error::target(name.clone(), format!("cannot take the run lock: {m}"))
-                })?;
-                return Ok(lock);
+                return ObjectLock { client, key }.proven(&body, &name);
             }
             let mut held = Vec::new();
             let (holder, etag) = match client.get_versioned(&key, 4096, &mut held) {
@@ -62,6 +58,11 @@ impl ObjectLock {
                 Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
                 Err(e) => return Err(io_err(e)),
             };
+            // Our own create, whose answer was lost and retried into a 412/409: the body is
+            // unique to this attempt, so the lock is ours (refusing would leave it for 24 h).
+            if held == body {
+                return ObjectLock { client, key }.proven(&body, &name);
+            }
             let expired = holder.as_ref().is_some_and(|h| {
                 humantime::parse_rfc3339_weak(h.expires.trim_end_matches('Z'))
                     .is_ok_and(|t| t < SystemTime::now())
@@ -97,6 +98,14 @@ impl ObjectLock {
 }
 
 impl ObjectLock {
+    /// The lock just taken, once the server is known to honour conditional writes.
+    fn proven(self, body: &[u8], name: &str) -> Result<ObjectLock> {
+        self.check_conditions_hold(body).map_err(|m| {
+            Error::target(name.to_string(), format!("cannot take the run lock: {m}"))
+        })?;
+        Ok(self)
+    }
+
     /// A lock is only a lock where the server refuses a second conditional create: check it
     /// once, on the lock just taken (a second create must be refused, and ours still be there).
     fn check_conditions_hold(&self, body: &[u8]) -> std::result::Result<(), String> {

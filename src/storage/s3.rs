@@ -258,6 +258,14 @@ impl Bucket for Client {
         format!("s3://{}", self.settings.bucket)
     }
 
+    fn identity(&self) -> String {
+        format!(
+            "s3://{} at {}",
+            self.settings.bucket,
+            crate::config::s3::redacted(&self.settings.endpoint)
+        )
+    }
+
     fn lists_from_a_key(&self) -> bool {
         true
     }
@@ -288,29 +296,7 @@ impl Bucket for Client {
         let body = response
             .into_string()
             .map_err(|e| io::Error::new(e.kind(), format!("{what}: {e}")))?;
-        let parsed = ListObjectsV2::parse_response(&body).map_err(|e| {
-            io::Error::new(
-                io::ErrorKind::InvalidData,
-                format!("{what}: unreadable listing: {e}"),
-            )
-        })?;
-        let mut objects = Vec::with_capacity(parsed.contents.len());
-        for c in parsed.contents {
-            // encoding-type=url: keys come percent-encoded.
-            let key = percent_decode(&c.key);
-            let modified = http::listed_time(c.last_modified.as_deref());
-            let etag = c.etag.unwrap_or_default();
-            objects.push(Listed {
-                key,
-                size: c.size.unwrap_or(0),
-                modified,
-                md5: md5_from_hex(etag.trim_matches('"')),
-            });
-        }
-        Ok(Page {
-            objects,
-            next: parsed.next_continuation_token,
-        })
+        page_of(&body).map_err(|e| io::Error::new(e.kind(), format!("{what}: {e}")))
     }
 
     fn put(&self, key: &str, body: &[u8], only_if_absent: bool) -> io::Result<bool> {
@@ -383,7 +369,9 @@ impl Bucket for Client {
         Ok(parsed
             .errors
             .into_iter()
-            .map(|e| (percent_decode(&e.key), format!("{} {}", e.code, e.message)))
+            // Keys as they were sent: the answer is not percent-encoded (no encoding-type
+            // was asked for), so a key decoded here would match none and count as deleted.
+            .map(|e| (e.key, format!("{} {}", e.code, e.message)))
             .collect())
     }
 
@@ -527,36 +515,36 @@ impl Bucket for Client {
     }
 }
 
+/// One ListObjectsV2 answer as a page. Its keys come percent-encoded (`encoding-type=url`)
+/// and rusty-s3 decodes them: decoding again would turn an admin's `notes-100%€.txt` into
+/// nonsense (or worse) and a `+` in a rootdirectory into a space.
+fn page_of(body: &str) -> io::Result<Page> {
+    let parsed = ListObjectsV2::parse_response(body).map_err(|e| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("unreadable listing: {e}"),
+        )
+    })?;
+    let objects = parsed
+        .contents
+        .into_iter()
+        .map(|c| Listed {
+            size: c.size.unwrap_or(0),
+            modified: http::listed_time(c.last_modified.as_deref()),
+            md5: md5_from_hex(c.etag.as_deref().unwrap_or_default().trim_matches('"')),
+            key: c.key,
+        })
+        .collect();
+    Ok(Page {
+        objects,
+        next: parsed.next_continuation_token,
+    })
+}
+
 /// Whether a copy's 200 answer says the copy was made: S3 can answer 200 and put an
 /// `<Error>` in the body, and anything that is not the expected result proves nothing.
 fn copied(body: &str, result: &str) -> bool {
     !body.contains("<Error>") && body.contains(result)
-}
-
-/// Decode `%XX` escapes (listings ask for `encoding-type=url`).
-fn percent_decode(s: &str) -> String {
-    if !s.contains('%') && !s.contains('+') {
-        return s.to_string();
-    }
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'%' if i + 2 < bytes.len() => match u8::from_str_radix(&s[i + 1..i + 3], 16) {
-                Ok(b) => {
-                    out.push(b);
-                    i += 3;
-                    continue;
-                }
-                Err(_) => out.push(b'%'),
-            },
-            b'+' => out.push(b' '),
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 #[cfg(test)]
@@ -578,11 +566,16 @@ mod tests {
     }
 
     #[test]
-    fn percent_decoding() {
-        assert_eq!(percent_decode("a/b%2Fc+d%20e"), "a/b/c d e");
-        assert_eq!(percent_decode("plain/key"), "plain/key");
-        assert_eq!(percent_decode("bad%zz"), "bad%zz");
-        assert_eq!(percent_decode("end%4"), "end%4");
+    fn listed_keys_are_decoded_once() {
+        // What S3 answers with encoding-type=url for `notes-100%€.txt` and `reg+a/x`.
+        let body = r#"<?xml version="1.0" encoding="UTF-8"?>
+<ListBucketResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><Name>b</Name><Prefix></Prefix><KeyCount>2</KeyCount><MaxKeys>1000</MaxKeys><EncodingType>url</EncodingType><IsTruncated>false</IsTruncated>
+<Contents><Key>notes-100%25%E2%82%AC.txt</Key><LastModified>2026-12-01T00:00:00.000Z</LastModified><ETag>"d41d8cd98f00b204e9800998ecf8427e"</ETag><Size>0</Size><StorageClass>STANDARD</StorageClass></Contents>
+<Contents><Key>reg%2Ba/x%2541</Key><LastModified>2026-12-01T00:00:00.000Z</LastModified><ETag>"d41d8cd98f00b204e9800998ecf8427e"</ETag><Size>0</Size><StorageClass>STANDARD</StorageClass></Contents>
+</ListBucketResult>"#;
+        let page = page_of(body).unwrap();
+        let keys: Vec<&str> = page.objects.iter().map(|o| o.key.as_str()).collect();
+        assert_eq!(keys, ["notes-100%€.txt", "reg+a/x%41"]);
     }
 
     #[test]

@@ -250,3 +250,19 @@ pub fn reference_dry_run(root: &Path, untagged: bool) -> (BTreeSet<Digest>, BTre
     let dir = tempfile::tempdir().unwrap();
     reference_dry_run_config(&fs_config(dir.path(), root), untagged)
 }
+
+/// Every tag of every repository pulls: manifest by tag, then everything it references.
+pub fn every_tag_pulls(c: &Client, cell: &str) -> BTreeSet<Digest> {
+    let mut fetched = BTreeSet::new();
+    for repo in c.catalog() {
+        for tag in c.tags(&repo) {
+            let (status, body) = c.get_manifest(&repo, &tag);
+            assert_eq!(status, 200, "{cell}: {repo}:{tag} does not pull");
+            let d = Digest::of(Algorithm::Sha256, &body);
+            fetched.extend(
+                verify_image(c, &repo, &d).unwrap_or_else(|e| panic!("{cell}: {repo}:{tag}: {e}")),
+            );
+        }
+    }
+    fetched
+}

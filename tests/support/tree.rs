@@ -44,6 +44,20 @@ pub fn age_tree(root: &Path, age: Duration) {
     }
 }
 
+/// Make every upload below `root` look as if it began `age` ago: the time its `startedat`
+/// holds (the collector dates uploads by it) and every file time in it, so that no test
+/// depends on the day a fixture was made or the day the test runs.
+pub fn age_uploads(root: &Path, age: Duration) {
+    let then = humantime::format_rfc3339_seconds(SystemTime::now() - age).to_string();
+    for entry in walkdir::WalkDir::new(root) {
+        let entry = entry.unwrap();
+        if entry.file_type().is_file() && entry.file_name() == "startedat" {
+            std::fs::write(entry.path(), &then).unwrap();
+            age_tree(entry.path().parent().unwrap(), age);
+        }
+    }
+}
+
 /// Enough repositories that a real run takes long enough to push (or mount) into the middle
 /// of it.
 pub const BUSY: regsweep::synth::Preset = regsweep::synth::Preset {
@@ -58,6 +72,7 @@ pub fn aged_copy(name: &str) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     copy_tree(&fixture(name), dir.path());
     age_tree(dir.path(), Duration::from_secs(86400));
+    age_uploads(dir.path(), Duration::from_secs(86400));
     dir
 }
 
@@ -306,4 +321,17 @@ pub fn assert_every_tag_pulls(root: &Path) {
             }
         }
     }
+}
+
+/// Put a registry tree into a bucket, then wait out the collector's slack: whatever was written
+/// within it before a run began is young to that run (`regsweep::gc::mark::SLACK`), and an
+/// object's time cannot be set back as a file's can.
+pub fn load_settled(
+    client: &dyn regsweep::storage::bucket::Bucket,
+    prefix: &str,
+    root: &Path,
+) -> std::io::Result<usize> {
+    let n = regsweep::storage::object::load_tree(client, prefix, root)?;
+    std::thread::sleep(regsweep::gc::mark::SLACK + Duration::from_millis(200));
+    Ok(n)
 }

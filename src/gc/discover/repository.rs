@@ -24,6 +24,9 @@ pub struct Link {
     pub target: LinkTarget,
     /// Modification time of the link file (of its directory if the file is missing).
     pub modified: SystemTime,
+    /// The file read empty or short even when read again: a write in progress if it is young
+    /// (the filesystem driver truncates, then writes), damage if it is old.
+    pub partial: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -191,10 +194,9 @@ impl RepoWalker<'_> {
         }
     }
 
-    /// Read a link file: its target, and the file's modification time. `None` when the file
-    /// does not exist.
-    fn read_link(&mut self, key: &str) -> Option<(LinkTarget, SystemTime)> {
-        let read = if self.link_times {
+    /// Read a link file once.
+    fn read_link_once(&mut self, key: &str) -> std::io::Result<SystemTime> {
+        if self.link_times {
             self.storage
                 .read_into(key, MAX_LINK_BYTES, &mut self.buf)
                 .map(|meta| meta.modified)
@@ -203,11 +205,28 @@ impl RepoWalker<'_> {
             self.storage
                 .read_content(key, MAX_LINK_BYTES, &mut self.buf)
                 .map(|()| SystemTime::UNIX_EPOCH)
-        };
+        }
+    }
+
+    /// Read a link file: its target, the file's modification time, and whether it read empty
+    /// or short every time (see [`Link::partial`]). `None` when the file does not exist. A
+    /// link that reads empty or short is read again a few times: the registry's filesystem
+    /// driver rewrites a link in place (truncate, then write), and the write is usually done
+    /// within microseconds.
+    fn read_link(&mut self, key: &str) -> Option<(LinkTarget, SystemTime, bool)> {
+        let mut read = self.read_link_once(key);
+        for wait_ms in [5, 50, 250] {
+            if !(read.is_ok() && Digest::is_partial_link(&self.buf)) {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(wait_ms));
+            read = self.read_link_once(key);
+        }
         match read {
             Ok(modified) => Some((
                 Digest::parse_link(&self.buf).map_err(|e| format!("invalid link file: {e}")),
                 modified,
+                Digest::is_partial_link(&self.buf),
             )),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
             Err(e) => {
@@ -216,7 +235,7 @@ impl RepoWalker<'_> {
                     .stat(key.rsplit_once('/').map_or(key, |(dir, _)| dir))
                     .map(|m| m.modified)
                     .unwrap_or(SystemTime::UNIX_EPOCH);
-                Some((Err(format!("cannot read link file: {e}")), modified))
+                Some((Err(format!("cannot read link file: {e}")), modified, false))
             }
         }
     }
@@ -341,11 +360,13 @@ impl RepoWalker<'_> {
                 // The registry deletes a manifest or a blob link by removing the `link` file
                 // and leaving its directory: such a directory is not a link (its reference
                 // enumerator also counts only `link` files).
-                let (target, modified) = self.read_link(&format!("{dir}/{}", layout::LINK_FILE))?;
+                let (target, modified, partial) =
+                    self.read_link(&format!("{dir}/{}", layout::LINK_FILE))?;
                 Some(Link {
                     digest,
                     target,
                     modified,
+                    partial,
                 })
             })
             .collect()
@@ -390,6 +411,7 @@ impl RepoWalker<'_> {
                 target: Ok(digest.clone()),
                 digest,
                 modified,
+                partial: false,
             });
         }
         links
@@ -424,11 +446,14 @@ impl RepoWalker<'_> {
             let current_key = layout::tag_current_link(name, &entry.name);
             let read = self.read_link(&current_key);
             let pushed = match &read {
-                Some((_, modified)) if self.link_times => Some(*modified),
+                Some((_, modified, _)) if self.link_times => Some(*modified),
                 _ => None,
             };
-            // No link: when the tag's directory was made tells a push in progress from damage.
-            let made = if read.is_none() {
+            // No link, or one being written: when the tag's directory was made (or the link
+            // truncated) tells a push in progress from damage.
+            let made = if let Some((Err(_), modified, true)) = &read {
+                Some(*modified)
+            } else if read.is_none() {
                 let current_dir = current_key.rsplit_once('/').map_or("", |(d, _)| d);
                 self.storage
                     .stat(current_dir)
@@ -440,7 +465,7 @@ impl RepoWalker<'_> {
             };
             let current = read.map_or_else(
                 || Err("tag has no current link".to_string()),
-                |(target, _)| target,
+                |(target, _, _)| target,
             );
             let history = if history {
                 self.digest_dirs(|alg| layout::tag_index_alg_dir(name, &entry.name, alg))
