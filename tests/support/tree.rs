@@ -332,6 +332,8 @@ pub fn load_settled(
     root: &Path,
 ) -> std::io::Result<usize> {
     let n = regsweep::storage::object::load_tree(client, prefix, root)?;
-    std::thread::sleep(regsweep::gc::mark::SLACK + Duration::from_millis(200));
+    // Blob times are compared in whole seconds: a blob stamped in the cutoff's second is
+    // young, so the wait is the slack plus one second.
+    std::thread::sleep(regsweep::gc::mark::SLACK + Duration::from_millis(1200));
     Ok(n)
 }
