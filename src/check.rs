@@ -238,7 +238,7 @@ impl Checker<'_> {
         }
     }
 
-    fn manifest(&mut self, key: &str, content: &Digest) -> Option<Manifest> {
+    fn manifest(&mut self, name: &str, rev: &Digest, content: &Digest) -> Option<Manifest> {
         let data = layout::blob_data(content);
         match self
             .storage
@@ -249,7 +249,12 @@ impl Checker<'_> {
                     ProblemKind::MissingManifest,
                     &data,
                     Some(content),
-                    format!("manifest of {key} is missing"),
+                    // The one way on (GC-SEMANTICS: a run refuses while a live manifest is
+                    // missing): the name goes, with its tags, as `delete` removes it.
+                    format!(
+                        "manifest {name}@{rev} is missing; if its content is gone for good, \
+                         `regsweep delete ROOT {name}@{rev}` removes the name and its tags"
+                    ),
                 );
                 None
             }
@@ -319,7 +324,7 @@ impl Checker<'_> {
             let Some(content) = self.link(&key, Some(&rev.digest)) else {
                 continue;
             };
-            let Some(m) = self.manifest(&key, &content) else {
+            let Some(m) = self.manifest(name, &rev.digest, &content) else {
                 continue;
             };
             manifests += 1;

@@ -670,7 +670,10 @@ fn throttled_requests_are_retried_and_the_rate_can_be_capped() {
         ];
         let cache = tempfile::tempdir().unwrap();
         let plain = report(&run(&emulator, cache.path(), &args));
-        assert!(!plain.deleted.blobs.is_empty(), "{store:?}: nothing to compare");
+        assert!(
+            !plain.deleted.blobs.is_empty(),
+            "{store:?}: nothing to compare"
+        );
 
         // The service says "slow down" to the first connections: the run waits and goes on.
         let proxy = support::emulators::throttling_proxy(store, emulator.port, 3);

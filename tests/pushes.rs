@@ -215,3 +215,46 @@ fn a_layer_directory_without_its_link_is_named_with_its_tags_and_repaired() {
     );
     let _ = code;
 }
+
+// A tagged manifest whose content is gone (a crash, a hand-made `rm`, another collector):
+// every run refuses, rightly (the live set is incomplete), and did so forever, naming only the
+// missing file. `check` and the refusal now name the one command that clears the dangling
+// name, and after it the runs go on.
+#[test]
+fn a_manifest_whose_content_is_gone_names_the_command_that_lets_runs_go_on() {
+    let dir = aged_copy("registry");
+    let root = dir.path();
+    let tag = v2(root).join("repositories/team/app/_manifests/tags/v1/current/link");
+    let gone = Digest::parse_link(&std::fs::read(&tag).unwrap()).unwrap();
+    let hex = gone.hex();
+    std::fs::remove_dir_all(v2(root).join(format!("blobs/sha256/{}/{hex}", &hex[..2]))).unwrap();
+    let command = format!("regsweep delete ROOT team/app@{gone}");
+
+    let refused = run(&["gc", "-m", root.to_str().unwrap()]);
+    assert_eq!(refused.code, 1, "{}", refused.stderr);
+    assert!(refused.stderr.contains(&command), "{}", refused.stderr);
+    let (r, code, stderr) = check_json(root, &[]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        r.problems
+            .iter()
+            .any(|p| p.kind == ProblemKind::MissingManifest && p.message.contains(&command)),
+        "{:?}",
+        r.problems
+    );
+
+    let at = format!("team/app@{gone}");
+    let cleared = run(&["delete", root.to_str().unwrap(), &at]);
+    assert_eq!(cleared.code, 0, "{}", cleared.stderr);
+    let after = run(&["gc", "-m", root.to_str().unwrap()]);
+    assert_eq!(after.code, 0, "{}", after.stderr);
+    // What is left is the fixture's own day-old upload.
+    let (r, _, stderr) = check_json(root, &[]);
+    assert!(
+        r.problems
+            .iter()
+            .all(|p| p.kind == ProblemKind::StaleUpload),
+        "{stderr}: {:?}",
+        r.problems
+    );
+}

@@ -370,6 +370,17 @@ impl<'a> RepoMarker<'a> {
                         }
                     }
                 }
+                // Nothing brings missing content back, and every later run would refuse on
+                // it: say the one command that clears the dangling name.
+                Some(Err(e)) if e.missing => self.diags.error(
+                    e.path.clone(),
+                    format!(
+                        "{}; {}@{d} does not pull: if its content is gone for good, \
+                         `regsweep delete ROOT {}@{d}` removes the name and its tags, and runs \
+                         go on",
+                        e.message, self.repo.name, self.repo.name
+                    ),
+                ),
                 Some(Err(e)) => self.diags.error(e.path.clone(), e.message.clone()),
                 None => self.diags.error(
                     (self.display)(&layout::blob_data(&content)),
@@ -665,6 +676,7 @@ mod tests {
         let broken: Loaded = Err(LoadError {
             path: "blobs/1".into(),
             message: "manifest: not JSON".into(),
+            missing: false,
         });
         let mut m = run(&[r], vec![(1, broken), (2, image(&[], None))], true);
         m.diagnostics.sort();
@@ -688,6 +700,7 @@ mod tests {
         let missing: Loaded = Err(LoadError {
             path: "blobs/2".into(),
             message: "manifest: blob data is missing".into(),
+            missing: true,
         });
         let m = run(&[r], vec![(1, index(&[2])), (2, missing)], true);
         assert!(m.diagnostics.errors.iter().any(|p| p.path == "blobs/2"));
@@ -713,6 +726,7 @@ mod tests {
         let gone: Loaded = Err(LoadError {
             path: "blobs/2".into(),
             message: "manifest: blob data is missing".into(),
+            missing: true,
         });
         let m = run(&[r], vec![(1, index(&[2])), (2, gone)], true);
         assert!(m.diagnostics.errors.is_empty());

@@ -21,6 +21,8 @@ use crate::storage::Storage;
 pub struct LoadError {
     pub path: String,
     pub message: String,
+    /// The content is not there at all (not merely unreadable or unparseable).
+    pub missing: bool,
 }
 
 pub type Loaded = Result<Arc<Manifest>, LoadError>;
@@ -72,6 +74,7 @@ pub fn load_one(storage: &dyn Storage, digest: &Digest, buf: &mut Vec<u8>) -> Lo
         Ok(()) => Manifest::parse(buf).map(Arc::new).map_err(|e| LoadError {
             path: path(),
             message: format!("manifest {digest}: {e}"),
+            missing: false,
         }),
         Err(e) => Err(LoadError {
             path: path(),
@@ -80,6 +83,7 @@ pub fn load_one(storage: &dyn Storage, digest: &Digest, buf: &mut Vec<u8>) -> Lo
             } else {
                 format!("manifest {digest}: cannot read: {e}")
             },
+            missing: e.kind() == std::io::ErrorKind::NotFound,
         }),
     }
 }
